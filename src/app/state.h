@@ -1,0 +1,92 @@
+/*
+ * state: everything the app keeps between runs, behind one interface.
+ *
+ * Tokens, cursors, the pending set, leases and counters.  SQLite is the
+ * back end today (state_open_sqlite); a Redis back end will implement the
+ * same operations so that the receiver and the workers never change.
+ *
+ * The pending set and leases work together like this:
+ *  - state_mark_pending adds an account to the set, or bumps its version
+ *    if it is already there.  It returns only once the mark is on disk.
+ *  - state_claim picks a pending account that no live lease holds, takes
+ *    a lease on it (a new, larger fence number) and reports the version
+ *    of the pending mark it saw.  The mark stays in the set.
+ *  - state_release drops the lease, and drops the pending mark only if its
+ *    version is still the one claimed.  A mark that arrived during the run
+ *    bumped the version, so the account stays pending: exactly one more
+ *    run follows, however many notifications came meanwhile.
+ *  - A worker that dies never releases: its lease expires and the account,
+ *    still pending, is claimed again, resuming from the saved cursor.
+ *  - Writes made under a lease (cursor, renew, release) carry the fence
+ *    and fail with STATE_LOST when a newer lease exists, so a stale worker
+ *    can never overwrite a newer cursor.
+ *
+ * Every function returns STATE_OK, STATE_NONE (nothing found) or
+ * STATE_LOST where documented, and STATE_ERR (logged) on a storage error.
+ * The handle may be used from several threads at once.
+ */
+#ifndef DBX_STATE_H
+#define DBX_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum state_status {
+    STATE_OK = 0,
+    STATE_NONE = 1,
+    STATE_LOST = 2,
+    STATE_ERR = -1,
+};
+
+struct state;
+
+/* Opens (creating) the SQLite store at dir/app.db; NULL on failure. */
+struct state *state_open_sqlite(const char *dir);
+void state_close(struct state *st);
+
+/* Access token of an account; *token is the caller's. */
+enum state_status state_token_set(struct state *st, const char *account,
+                                  const char *token);
+enum state_status state_token_get(struct state *st, const char *account,
+                                  char **token);
+
+/* Durable before return; several threads calling at once share one
+ * commit (group commit). */
+enum state_status state_mark_pending(struct state *st,
+                                     const char *const *accounts, size_t n);
+
+/* STATE_NONE when no pending account is free. */
+enum state_status state_claim(struct state *st, const char *owner,
+                              int64_t lease_ms, char **account,
+                              uint64_t *fence, int64_t *version);
+enum state_status state_renew(struct state *st, const char *account,
+                              uint64_t fence, int64_t lease_ms);
+enum state_status state_release(struct state *st, const char *account,
+                                uint64_t fence, int64_t version);
+
+/* STATE_NONE when the account has no cursor yet. */
+enum state_status state_cursor_get(struct state *st, const char *account,
+                                   char **cursor);
+enum state_status state_cursor_set(struct state *st, const char *account,
+                                   const char *cursor, uint64_t fence);
+
+/* Named counters for status and the demo's summary:
+ * "notifications", "runs", "pages", "conversions", "skipped_identical",
+ * "failures". */
+enum state_status state_counter_add(struct state *st, const char *name,
+                                    int64_t delta);
+enum state_status state_counter_get(struct state *st, const char *name,
+                                    int64_t *value);
+
+/* Remembers the last failure of an account (shown by status); what=NULL
+ * clears it. */
+enum state_status state_failure_set(struct state *st, const char *account,
+                                    const char *what);
+
+/* Writes the whole state as one JSON object to *json (caller frees):
+ * {"accounts": [{"account": .., "has_token": .., "cursor": bool,
+ *   "pending": bool, "leased": bool, "last_sync": "..", "failure": ..}],
+ *  "counters": {"notifications": N, ...}} */
+enum state_status state_status_json(struct state *st, char **json);
+
+#endif

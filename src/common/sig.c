@@ -1,0 +1,108 @@
+#include "common/sig.h"
+
+#include "common/util.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <string.h>
+
+void sig_sign(const char *secret, const void *body, size_t len,
+              char out[SIG_HEX_LEN + 1])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), body, len, mac,
+         &mac_len);
+    hex_encode(mac, mac_len, out);
+}
+
+bool sig_verify(const char *secret, const void *body, size_t len,
+                const char *header)
+{
+    char expected[SIG_HEX_LEN + 1];
+
+    if (header == NULL || strlen(header) != SIG_HEX_LEN)
+        return false;
+    sig_sign(secret, body, len, expected);
+    return CRYPTO_memcmp(expected, header, SIG_HEX_LEN) == 0;
+}
+
+static void digest_into(EVP_MD_CTX *ctx, unsigned char *out)
+{
+    unsigned int n = 0;
+
+    EVP_DigestFinal_ex(ctx, out, &n);
+}
+
+void content_hash_init(struct content_hash *ch)
+{
+    ch->outer = EVP_MD_CTX_new();
+    ch->block = EVP_MD_CTX_new();
+    if (ch->outer == NULL || ch->block == NULL)
+        xmalloc(SIZE_MAX); /* aborts through the out-of-memory policy */
+    EVP_DigestInit_ex(ch->outer, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(ch->block, EVP_sha256(), NULL);
+    ch->block_used = 0;
+    ch->total = 0;
+}
+
+static void content_hash_close_block(struct content_hash *ch)
+{
+    unsigned char d[32];
+
+    digest_into(ch->block, d);
+    EVP_DigestUpdate(ch->outer, d, sizeof d);
+    EVP_DigestInit_ex(ch->block, EVP_sha256(), NULL);
+    ch->block_used = 0;
+}
+
+void content_hash_update(struct content_hash *ch, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+
+    while (n > 0) {
+        size_t room = CONTENT_HASH_BLOCK - ch->block_used;
+        size_t take = n < room ? n : room;
+
+        EVP_DigestUpdate(ch->block, p, take);
+        ch->block_used += take;
+        ch->total += take;
+        p += take;
+        n -= take;
+        if (ch->block_used == CONTENT_HASH_BLOCK)
+            content_hash_close_block(ch);
+    }
+}
+
+void content_hash_final(struct content_hash *ch, char out[SIG_HEX_LEN + 1])
+{
+    unsigned char d[32];
+
+    /* A trailing partial block counts; an empty file has no blocks. */
+    if (ch->block_used > 0)
+        content_hash_close_block(ch);
+    digest_into(ch->outer, d);
+    hex_encode(d, sizeof d, out);
+    EVP_MD_CTX_free(ch->outer);
+    EVP_MD_CTX_free(ch->block);
+    ch->outer = ch->block = NULL;
+}
+
+void content_hash_buf(const void *data, size_t n, char out[SIG_HEX_LEN + 1])
+{
+    struct content_hash ch;
+
+    content_hash_init(&ch);
+    content_hash_update(&ch, data, n);
+    content_hash_final(&ch, out);
+}
+
+void sha256_hex(const void *data, size_t n, char out[SIG_HEX_LEN + 1])
+{
+    unsigned char d[32];
+
+    EVP_Digest(data, n, d, NULL, EVP_sha256(), NULL);
+    hex_encode(d, sizeof d, out);
+}
