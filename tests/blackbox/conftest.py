@@ -147,6 +147,11 @@ class Cloud:
         with open(os.path.join(self.data, "admin.token")) as f:
             self.admin_token = f.read().strip()
         self.ssl_context = ssl.create_default_context(cafile=self.ca)
+        if self.listen_port == SDK_PORT:
+            # The SDK hands ca_certs to its connection pool, but passes
+            # verify=True on every request, and requests then swaps in
+            # the system bundle; REQUESTS_CA_BUNDLE is what it honours.
+            os.environ["REQUESTS_CA_BUNDLE"] = self.ca
 
     def stop(self, sig=signal.SIGTERM):
         return self.process.stop(sig)
