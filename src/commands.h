@@ -9,7 +9,7 @@
 int cloud_main(int argc, char **argv);   /* cloud/cloud_main.c */
 int console_main(int argc, char **argv); /* tools/console_cli.c */
 int app_main(int argc, char **argv);     /* app/app_main.c */
-int worker_main(int argc, char **argv);  /* app/app_main.c */
+int worker_main(int argc, char **argv);  /* app/worker_main.c */
 int appctl_main(int argc, char **argv);  /* app/appctl.c */
 int demo_main(int argc, char **argv);    /* tools/demo.c */
 

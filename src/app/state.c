@@ -1,0 +1,198 @@
+/*
+ * state: the front of the state store.
+ *
+ * Checks arguments once, for every back end, and dispatches to the back
+ * end's operations (state_backend.h).  A bad argument is a caller's bug
+ * or hostile input that slipped through; it is logged and answered with
+ * STATE_ERR rather than reaching the store.
+ */
+#include "app/state.h"
+
+#include "app/state_backend.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct state {
+    const struct state_ops *ops;
+    void *impl;
+};
+
+const char *const state_counter_names[] = {
+    "notifications",     "runs",     "pages", "conversions",
+    "skipped_identical", "failures",
+};
+const size_t state_counter_count = ARRAY_LEN(state_counter_names);
+
+/* Longest counter name; names are chosen by our code, not the network. */
+#define STATE_COUNTER_NAME_MAX 64
+
+int64_t state_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool state_account_valid(const char *account)
+{
+    static const char prefix[] = "dbid:";
+    size_t len;
+
+    if (account == NULL || strncmp(account, prefix, 5) != 0)
+        return false;
+    len = strlen(account);
+    if (len <= 5 || len > STATE_ACCOUNT_MAX)
+        return false;
+    for (size_t i = 5; i < len; i++) {
+        char c = account[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c >= '0' && c <= '9') || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool check_account(const char *op, const char *account)
+{
+    if (state_account_valid(account))
+        return true;
+    LOG_W("state rejected op=%s reason=bad_account", op);
+    return false;
+}
+
+static bool check_counter(const char *name)
+{
+    if (name != NULL && name[0] != '\0' &&
+        strlen(name) <= STATE_COUNTER_NAME_MAX)
+        return true;
+    LOG_W("state rejected op=counter reason=bad_name");
+    return false;
+}
+
+struct state *state_new(const struct state_ops *ops, void *impl)
+{
+    struct state *st = xcalloc(1, sizeof *st);
+
+    st->ops = ops;
+    st->impl = impl;
+    return st;
+}
+
+void state_close(struct state *st)
+{
+    if (st == NULL)
+        return;
+    st->ops->close(st->impl);
+    free(st);
+}
+
+enum state_status state_token_set(struct state *st, const char *account,
+                                  const char *token)
+{
+    if (!check_account("token_set", account) || token == NULL)
+        return STATE_ERR;
+    return st->ops->token_set(st->impl, account, token);
+}
+
+enum state_status state_token_get(struct state *st, const char *account,
+                                  char **token)
+{
+    *token = NULL;
+    if (!check_account("token_get", account))
+        return STATE_ERR;
+    return st->ops->token_get(st->impl, account, token);
+}
+
+enum state_status state_mark_pending(struct state *st,
+                                     const char *const *accounts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!check_account("mark_pending", accounts[i]))
+            return STATE_ERR;
+    }
+    if (n == 0)
+        return STATE_OK;
+    return st->ops->mark_pending(st->impl, accounts, n);
+}
+
+enum state_status state_claim(struct state *st, const char *owner,
+                              int64_t lease_ms, char **account, uint64_t *fence,
+                              int64_t *version)
+{
+    *account = NULL;
+    *fence = 0;
+    *version = 0;
+    if (owner == NULL || lease_ms <= 0)
+        return STATE_ERR;
+    return st->ops->claim(st->impl, owner, lease_ms, account, fence, version);
+}
+
+enum state_status state_renew(struct state *st, const char *account,
+                              uint64_t fence, int64_t lease_ms)
+{
+    if (!check_account("renew", account) || lease_ms <= 0)
+        return STATE_ERR;
+    return st->ops->renew(st->impl, account, fence, lease_ms);
+}
+
+enum state_status state_release(struct state *st, const char *account,
+                                uint64_t fence, int64_t version)
+{
+    if (!check_account("release", account))
+        return STATE_ERR;
+    return st->ops->release(st->impl, account, fence, version);
+}
+
+enum state_status state_cursor_get(struct state *st, const char *account,
+                                   char **cursor)
+{
+    *cursor = NULL;
+    if (!check_account("cursor_get", account))
+        return STATE_ERR;
+    return st->ops->cursor_get(st->impl, account, cursor);
+}
+
+enum state_status state_cursor_set(struct state *st, const char *account,
+                                   const char *cursor, uint64_t fence)
+{
+    if (!check_account("cursor_set", account) || cursor == NULL)
+        return STATE_ERR;
+    return st->ops->cursor_set(st->impl, account, cursor, fence);
+}
+
+enum state_status state_counter_add(struct state *st, const char *name,
+                                    int64_t delta)
+{
+    if (!check_counter(name))
+        return STATE_ERR;
+    return st->ops->counter_add(st->impl, name, delta);
+}
+
+enum state_status state_counter_get(struct state *st, const char *name,
+                                    int64_t *value)
+{
+    *value = 0;
+    if (!check_counter(name))
+        return STATE_ERR;
+    return st->ops->counter_get(st->impl, name, value);
+}
+
+enum state_status state_failure_set(struct state *st, const char *account,
+                                    const char *what)
+{
+    if (!check_account("failure_set", account))
+        return STATE_ERR;
+    return st->ops->failure_set(st->impl, account, what);
+}
+
+enum state_status state_status_json(struct state *st, char **json)
+{
+    *json = NULL;
+    return st->ops->status_json(st->impl, json);
+}

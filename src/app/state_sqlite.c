@@ -1,0 +1,770 @@
+/*
+ * state_sqlite: the state store in DATA/app.db.
+ *
+ * Tables:
+ *   accounts  token, cursor, time of the last cursor write, last failure
+ *   pending   one row per pending account with the version of its mark
+ *   leases    one row per account ever leased: holder, fence, expiry.
+ *             Releasing clears the holder but keeps the row, so the next
+ *             fence is always larger than every fence handed out before.
+ *   counters  named integers
+ *   meta      version_seq, the source of mark versions
+ *
+ * One connection per process, used under a mutex by every operation and
+ * by the group committer.  SQLite lets one writer in at a time anyway;
+ * a second connection would only add busy-wait sleeps when the two
+ * collide.  The busy timeout set by db_open covers other processes (the
+ * worker, appctl) writing the same file.
+ *
+ * Group commit: callers of mark_pending append their accounts to the
+ * batch being gathered and sleep.  One committer thread takes the whole
+ * batch, writes it in one transaction (one fsync) and wakes the callers
+ * of that generation.  While it commits, the next batch gathers, so the
+ * busier the receiver, the more marks share a commit.
+ *
+ * Versions: every committed batch takes the next value of version_seq
+ * and stamps it on each of its marks.  A mark committed after a claim
+ * therefore always carries a larger version than the claim saw.
+ */
+#include "app/state.h"
+
+#include "app/state_backend.h"
+#include "common/db.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS accounts ("
+    " account TEXT PRIMARY KEY, token TEXT, cursor TEXT,"
+    " last_sync_s INTEGER, failure TEXT);"
+    "CREATE TABLE IF NOT EXISTS pending ("
+    " account TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+    " marked_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS pending_by_age ON pending(marked_ms);"
+    "CREATE TABLE IF NOT EXISTS leases ("
+    " account TEXT PRIMARY KEY, owner TEXT, fence INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS counters ("
+    " name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta ("
+    " name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta(name, value) VALUES('version_seq', 0);";
+
+/* One caller of mark_pending waiting for its commit (on its stack). */
+struct gc_waiter {
+    struct gc_waiter *next;
+    enum state_status rc;
+};
+
+struct group_commit {
+    sqlite3 *db;                /* shared with struct sq */
+    pthread_mutex_t *db_mu;     /* held while db is in use */
+    sqlite3_stmt *next_version; /* bumps version_seq, returns it */
+    sqlite3_stmt *upsert;       /* one mark */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* committer: marks arrived, or stop */
+    pthread_cond_t done; /* callers: a generation was committed */
+    /* The batch being gathered: pointers into the callers' arrays, which
+     * stay valid because each caller sleeps until its batch is done. */
+    const char **marks;
+    size_t n_marks;
+    size_t cap_marks;
+    struct gc_waiter *waiters;
+    uint64_t gen_gathering; /* generation that new callers join */
+    uint64_t gen_done;      /* last generation written (or failed) */
+    bool stopping;
+};
+
+struct sq {
+    sqlite3 *db;        /* the one connection */
+    pthread_mutex_t mu; /* serializes use of db (transactions span calls) */
+    struct group_commit gc;
+};
+
+/* Steps a statement that returns no row; 0 or -1 (logged). */
+static int sq_step_done(sqlite3 *db, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_DONE)
+        return 0;
+    LOG_E("state sqlite step failed op=%s error=\"%s\"", what,
+          sqlite3_errmsg(db));
+    return -1;
+}
+
+/* ---- group commit ---------------------------------------------------- */
+
+/* Writes one batch in one transaction, holding the connection mutex
+ * (never gc->mu, so callers keep gathering meanwhile). */
+static enum state_status gc_write(struct group_commit *gc, const char **marks,
+                                  size_t n)
+{
+    int64_t version;
+    int64_t now = state_now_ms();
+    enum state_status result = STATE_ERR;
+
+    pthread_mutex_lock(gc->db_mu);
+    if (db_begin(gc->db) < 0)
+        goto out;
+
+    if (sqlite3_step(gc->next_version) != SQLITE_ROW) {
+        LOG_E("state version_seq failed error=\"%s\"", sqlite3_errmsg(gc->db));
+        goto out;
+    }
+    version = sqlite3_column_int64(gc->next_version, 0);
+    sqlite3_reset(gc->next_version);
+
+    for (size_t i = 0; i < n; i++) {
+        db_bind_text(gc->upsert, 1, marks[i]);
+        sqlite3_bind_int64(gc->upsert, 2, version);
+        sqlite3_bind_int64(gc->upsert, 3, now);
+        int rc = sq_step_done(gc->db, gc->upsert, "mark_pending");
+        sqlite3_reset(gc->upsert);
+        if (rc < 0)
+            goto out;
+    }
+    if (db_commit(gc->db) == 0)
+        result = STATE_OK;
+
+out:
+    sqlite3_reset(gc->next_version);
+    if (result != STATE_OK)
+        db_rollback(gc->db);
+    pthread_mutex_unlock(gc->db_mu);
+    return result;
+}
+
+/* Takes the gathered batch out of gc (called with gc->mu held). */
+static void gc_take(struct group_commit *gc, const char ***marks, size_t *n,
+                    struct gc_waiter **waiters, uint64_t *gen)
+{
+    *marks = gc->marks;
+    *n = gc->n_marks;
+    *waiters = gc->waiters;
+    *gen = gc->gen_gathering++;
+    gc->marks = NULL;
+    gc->n_marks = 0;
+    gc->cap_marks = 0;
+    gc->waiters = NULL;
+}
+
+static void *gc_thread(void *arg)
+{
+    struct group_commit *gc = arg;
+
+    pthread_mutex_lock(&gc->mu);
+    for (;;) {
+        const char **marks;
+        size_t n;
+        struct gc_waiter *waiters;
+        uint64_t gen;
+        enum state_status rc;
+
+        while (gc->waiters == NULL && !gc->stopping)
+            pthread_cond_wait(&gc->wake, &gc->mu);
+        if (gc->waiters == NULL)
+            break; /* stopping, and every caller has been served */
+
+        gc_take(gc, &marks, &n, &waiters, &gen);
+        pthread_mutex_unlock(&gc->mu);
+
+        rc = gc_write(gc, marks, n);
+        LOG_D("state group_commit gen=%llu marks=%zu status=%d",
+              (unsigned long long)gen, n, (int)rc);
+        free(marks);
+
+        pthread_mutex_lock(&gc->mu);
+        for (struct gc_waiter *w = waiters; w != NULL; w = w->next)
+            w->rc = rc;
+        gc->gen_done = gen;
+        pthread_cond_broadcast(&gc->done);
+    }
+    pthread_mutex_unlock(&gc->mu);
+    return NULL;
+}
+
+static int gc_start(struct group_commit *gc, sqlite3 *db,
+                    pthread_mutex_t *db_mu)
+{
+    gc->db = db;
+    gc->db_mu = db_mu;
+    gc->next_version =
+        db_prepare(gc->db, "UPDATE meta SET value = value + 1"
+                           " WHERE name = 'version_seq' RETURNING value");
+    gc->upsert =
+        db_prepare(gc->db, "INSERT INTO pending(account, version, marked_ms)"
+                           " VALUES(?1, ?2, ?3) ON CONFLICT(account)"
+                           " DO UPDATE SET version = excluded.version");
+    pthread_mutex_init(&gc->mu, NULL);
+    pthread_cond_init(&gc->wake, NULL);
+    pthread_cond_init(&gc->done, NULL);
+    gc->gen_gathering = 1;
+    gc->gen_done = 0;
+    if (pthread_create(&gc->thread, NULL, gc_thread, gc) != 0) {
+        LOG_E("state group_commit thread failed to start");
+        sqlite3_finalize(gc->next_version);
+        sqlite3_finalize(gc->upsert);
+        pthread_cond_destroy(&gc->wake);
+        pthread_cond_destroy(&gc->done);
+        pthread_mutex_destroy(&gc->mu);
+        return -1;
+    }
+    return 0;
+}
+
+/* Serves every caller still waiting, then stops the committer. */
+static void gc_stop(struct group_commit *gc)
+{
+    pthread_mutex_lock(&gc->mu);
+    gc->stopping = true;
+    pthread_cond_signal(&gc->wake);
+    pthread_mutex_unlock(&gc->mu);
+    pthread_join(gc->thread, NULL);
+
+    sqlite3_finalize(gc->next_version);
+    sqlite3_finalize(gc->upsert);
+    pthread_cond_destroy(&gc->wake);
+    pthread_cond_destroy(&gc->done);
+    pthread_mutex_destroy(&gc->mu);
+}
+
+static enum state_status sq_mark_pending(void *impl,
+                                         const char *const *accounts, size_t n)
+{
+    struct group_commit *gc = &((struct sq *)impl)->gc;
+    struct gc_waiter me = {.next = NULL, .rc = STATE_ERR};
+    uint64_t my_gen;
+
+    pthread_mutex_lock(&gc->mu);
+    if (gc->n_marks + n > gc->cap_marks) {
+        size_t cap = gc->cap_marks ? gc->cap_marks : 16;
+        while (cap < gc->n_marks + n)
+            cap *= 2;
+        gc->marks = xrealloc(gc->marks, cap * sizeof *gc->marks);
+        gc->cap_marks = cap;
+    }
+    for (size_t i = 0; i < n; i++)
+        gc->marks[gc->n_marks++] = accounts[i];
+    me.next = gc->waiters;
+    gc->waiters = &me;
+    my_gen = gc->gen_gathering;
+    pthread_cond_signal(&gc->wake);
+
+    while (gc->gen_done < my_gen)
+        pthread_cond_wait(&gc->done, &gc->mu);
+    pthread_mutex_unlock(&gc->mu);
+    return me.rc;
+}
+
+/* ---- tokens, cursors, counters, failures ----------------------------- */
+
+/* Runs one write statement under the connection mutex, with ?1 and ?2
+ * bound to text1 and text2 (NULL binds NULL) and ?3 to num; a statement
+ * may leave some of them unused. */
+static enum state_status sq_write(struct sq *q, const char *sql,
+                                  const char *what, const char *text1,
+                                  const char *text2, int64_t num)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, sql);
+    db_bind_text(s, 1, text1);
+    db_bind_text(s, 2, text2);
+    sqlite3_bind_int64(s, 3, num);
+    rc = sq_step_done(q->db, s, what);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return rc == 0 ? STATE_OK : STATE_ERR;
+}
+
+/* Reads one text column of one row keyed by key; STATE_NONE when there
+ * is no row or the value is NULL. */
+static enum state_status sq_read_text(struct sq *q, const char *sql,
+                                      const char *key, char **out)
+{
+    sqlite3_stmt *s;
+    enum state_status result = STATE_NONE;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, sql);
+    db_bind_text(s, 1, key);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out = db_column_dup(s, 0);
+        if (*out != NULL)
+            result = STATE_OK;
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state read failed error=\"%s\"", sqlite3_errmsg(q->db));
+        result = STATE_ERR;
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+static enum state_status sq_token_set(void *impl, const char *account,
+                                      const char *token)
+{
+    return sq_write(impl,
+                    "INSERT INTO accounts(account, token) VALUES(?1, ?2)"
+                    " ON CONFLICT(account) DO UPDATE"
+                    " SET token = excluded.token",
+                    "token_set", account, token, 0);
+}
+
+static enum state_status sq_token_get(void *impl, const char *account,
+                                      char **token)
+{
+    return sq_read_text(impl, "SELECT token FROM accounts WHERE account = ?1",
+                        account, token);
+}
+
+static enum state_status sq_cursor_get(void *impl, const char *account,
+                                       char **cursor)
+{
+    return sq_read_text(impl, "SELECT cursor FROM accounts WHERE account = ?1",
+                        account, cursor);
+}
+
+static enum state_status sq_counter_add(void *impl, const char *name,
+                                        int64_t delta)
+{
+    return sq_write(impl,
+                    "INSERT INTO counters(name, value) VALUES(?1, ?3)"
+                    " ON CONFLICT(name) DO UPDATE"
+                    " SET value = value + excluded.value",
+                    "counter_add", name, NULL, delta);
+}
+
+static enum state_status sq_counter_get(void *impl, const char *name,
+                                        int64_t *value)
+{
+    struct sq *q = impl;
+    sqlite3_stmt *s;
+    enum state_status result = STATE_OK;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, "SELECT value FROM counters WHERE name = ?1");
+    db_bind_text(s, 1, name);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *value = sqlite3_column_int64(s, 0);
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state counter read failed error=\"%s\"", sqlite3_errmsg(q->db));
+        result = STATE_ERR;
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+static enum state_status sq_failure_set(void *impl, const char *account,
+                                        const char *what)
+{
+    return sq_write(impl,
+                    "INSERT INTO accounts(account, failure) VALUES(?1, ?2)"
+                    " ON CONFLICT(account) DO UPDATE"
+                    " SET failure = excluded.failure",
+                    "failure_set", account, what, 0);
+}
+
+/* ---- leases ---------------------------------------------------------- */
+
+/* Finds the oldest pending account without a live lease. */
+static enum state_status sq_claim_find(struct sq *q, int64_t now,
+                                       char **account, int64_t *version,
+                                       uint64_t *last_fence)
+{
+    sqlite3_stmt *s;
+    enum state_status result = STATE_NONE;
+    int rc;
+
+    s = db_prepare(q->db, "SELECT p.account, p.version, COALESCE(l.fence, 0)"
+                          " FROM pending p LEFT JOIN leases l"
+                          " ON l.account = p.account"
+                          " WHERE l.owner IS NULL OR l.expires_ms <= ?1"
+                          " ORDER BY p.marked_ms, p.account LIMIT 1");
+    sqlite3_bind_int64(s, 1, now);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *account = db_column_dup(s, 0);
+        *version = sqlite3_column_int64(s, 1);
+        *last_fence = (uint64_t)sqlite3_column_int64(s, 2);
+        result = STATE_OK;
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state claim failed error=\"%s\"", sqlite3_errmsg(q->db));
+        result = STATE_ERR;
+    }
+    sqlite3_finalize(s);
+    return result;
+}
+
+static int sq_lease_put(struct sq *q, const char *account, const char *owner,
+                        uint64_t fence, int64_t expires_ms)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    s = db_prepare(q->db,
+                   "INSERT INTO leases(account, owner, fence, expires_ms)"
+                   " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(account)"
+                   " DO UPDATE SET owner = excluded.owner,"
+                   " fence = excluded.fence,"
+                   " expires_ms = excluded.expires_ms");
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, owner);
+    sqlite3_bind_int64(s, 3, (int64_t)fence);
+    sqlite3_bind_int64(s, 4, expires_ms);
+    rc = sq_step_done(q->db, s, "claim");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static enum state_status sq_claim(void *impl, const char *owner,
+                                  int64_t lease_ms, char **account,
+                                  uint64_t *fence, int64_t *version)
+{
+    struct sq *q = impl;
+    int64_t now = state_now_ms();
+    uint64_t last_fence = 0;
+    char *found = NULL;
+    enum state_status result = STATE_ERR;
+
+    pthread_mutex_lock(&q->mu);
+    if (db_begin(q->db) < 0)
+        goto out;
+    result = sq_claim_find(q, now, &found, version, &last_fence);
+    if (result != STATE_OK)
+        goto out;
+    result = STATE_ERR;
+    if (sq_lease_put(q, found, owner, last_fence + 1, now + lease_ms) < 0)
+        goto out;
+    if (db_commit(q->db) < 0)
+        goto out;
+    *account = found;
+    *fence = last_fence + 1;
+    found = NULL;
+    result = STATE_OK;
+
+out:
+    if (result != STATE_OK) {
+        db_rollback(q->db);
+        *version = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    free(found);
+    return result;
+}
+
+/* Runs a fenced UPDATE of leases (?1 account, ?2 fence, ?3 number) and
+ * tells whether it hit the live lease.  Called with q->mu held. */
+static enum state_status sq_lease_update(struct sq *q, const char *sql,
+                                         const char *account, uint64_t fence,
+                                         int64_t num)
+{
+    sqlite3_stmt *s = db_prepare(q->db, sql);
+    enum state_status result = STATE_OK;
+
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, (int64_t)fence);
+    sqlite3_bind_int64(s, 3, num);
+    if (sq_step_done(q->db, s, "lease") < 0)
+        result = STATE_ERR;
+    else if (sqlite3_changes(q->db) == 0)
+        result = STATE_LOST;
+    sqlite3_finalize(s);
+    return result;
+}
+
+static enum state_status sq_renew(void *impl, const char *account,
+                                  uint64_t fence, int64_t lease_ms)
+{
+    struct sq *q = impl;
+    enum state_status result;
+
+    pthread_mutex_lock(&q->mu);
+    result = sq_lease_update(q,
+                             "UPDATE leases SET expires_ms = ?3"
+                             " WHERE account = ?1 AND fence = ?2"
+                             " AND owner IS NOT NULL",
+                             account, fence, state_now_ms() + lease_ms);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+/* Drops the mark if its version is the claimed one; otherwise moves it
+ * to the back of the queue so that one busy account cannot starve the
+ * others.  Called inside release's transaction. */
+static int sq_unmark(struct sq *q, const char *account, int64_t version)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    s = db_prepare(q->db,
+                   "DELETE FROM pending WHERE account = ?1 AND version = ?2");
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, version);
+    rc = sq_step_done(q->db, s, "release");
+    sqlite3_finalize(s);
+    if (rc < 0 || sqlite3_changes(q->db) > 0)
+        return rc;
+
+    s = db_prepare(q->db,
+                   "UPDATE pending SET marked_ms = ?2 WHERE account = ?1");
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, state_now_ms());
+    rc = sq_step_done(q->db, s, "release");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static enum state_status sq_release(void *impl, const char *account,
+                                    uint64_t fence, int64_t version)
+{
+    struct sq *q = impl;
+    enum state_status result = STATE_ERR;
+
+    pthread_mutex_lock(&q->mu);
+    if (db_begin(q->db) < 0)
+        goto out;
+    result = sq_lease_update(q,
+                             "UPDATE leases SET owner = NULL,"
+                             " expires_ms = ?3"
+                             " WHERE account = ?1 AND fence = ?2"
+                             " AND owner IS NOT NULL",
+                             account, fence, 0);
+    if (result != STATE_OK)
+        goto out;
+    result = STATE_ERR;
+    if (sq_unmark(q, account, version) < 0 || db_commit(q->db) < 0)
+        goto out;
+    result = STATE_OK;
+
+out:
+    if (result != STATE_OK)
+        db_rollback(q->db);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+/* STATE_OK when fence is the live lease of account, else STATE_LOST.
+ * Called inside a transaction. */
+static enum state_status sq_fence_check(struct sq *q, const char *account,
+                                        uint64_t fence)
+{
+    sqlite3_stmt *s;
+    enum state_status result = STATE_LOST;
+    int rc;
+
+    s = db_prepare(q->db, "SELECT 1 FROM leases WHERE account = ?1"
+                          " AND fence = ?2 AND owner IS NOT NULL");
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, (int64_t)fence);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        result = STATE_OK;
+    else if (rc != SQLITE_DONE)
+        result = STATE_ERR;
+    sqlite3_finalize(s);
+    return result;
+}
+
+static enum state_status sq_cursor_set(void *impl, const char *account,
+                                       const char *cursor, uint64_t fence)
+{
+    struct sq *q = impl;
+    sqlite3_stmt *s;
+    enum state_status result = STATE_ERR;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    if (db_begin(q->db) < 0)
+        goto out;
+    result = sq_fence_check(q, account, fence);
+    if (result != STATE_OK)
+        goto out;
+
+    s = db_prepare(q->db, "INSERT INTO accounts(account, cursor, last_sync_s)"
+                          " VALUES(?1, ?2, ?3) ON CONFLICT(account) DO UPDATE"
+                          " SET cursor = excluded.cursor,"
+                          " last_sync_s = excluded.last_sync_s");
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, cursor);
+    sqlite3_bind_int64(s, 3, time_now_s());
+    rc = sq_step_done(q->db, s, "cursor_set");
+    sqlite3_finalize(s);
+    result = STATE_ERR;
+    if (rc == 0 && db_commit(q->db) == 0)
+        result = STATE_OK;
+
+out:
+    if (result != STATE_OK)
+        db_rollback(q->db);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+/* ---- status ---------------------------------------------------------- */
+
+static json_t *sq_status_account(sqlite3_stmt *s)
+{
+    json_t *a = json_object();
+    char when[21];
+
+    json_object_set_new(a, "account",
+                        json_string((const char *)sqlite3_column_text(s, 0)));
+    json_object_set_new(a, "has_token", json_boolean(sqlite3_column_int(s, 1)));
+    json_object_set_new(a, "cursor", json_boolean(sqlite3_column_int(s, 2)));
+    json_object_set_new(a, "pending", json_boolean(sqlite3_column_int(s, 3)));
+    json_object_set_new(a, "leased", json_boolean(sqlite3_column_int(s, 4)));
+    if (sqlite3_column_type(s, 5) == SQLITE_NULL) {
+        json_object_set_new(a, "last_sync", json_null());
+    } else {
+        time_iso8601(sqlite3_column_int64(s, 5), when);
+        json_object_set_new(a, "last_sync", json_string(when));
+    }
+    if (sqlite3_column_type(s, 6) == SQLITE_NULL)
+        json_object_set_new(a, "failure", json_null());
+    else
+        json_object_set_new(
+            a, "failure", json_string((const char *)sqlite3_column_text(s, 6)));
+    return a;
+}
+
+static int sq_status_accounts(struct sq *q, json_t *out)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    s = db_prepare(
+        q->db, "SELECT u.account, a.token IS NOT NULL, a.cursor IS NOT NULL,"
+               " p.account IS NOT NULL,"
+               " l.owner IS NOT NULL AND l.expires_ms > ?1,"
+               " a.last_sync_s, a.failure"
+               " FROM (SELECT account FROM accounts UNION"
+               "       SELECT account FROM pending UNION"
+               "       SELECT account FROM leases) u"
+               " LEFT JOIN accounts a ON a.account = u.account"
+               " LEFT JOIN pending p ON p.account = u.account"
+               " LEFT JOIN leases l ON l.account = u.account"
+               " ORDER BY u.account");
+    sqlite3_bind_int64(s, 1, state_now_ms());
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(out, sq_status_account(s));
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_status_counters(struct sq *q, json_t *out)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    for (size_t i = 0; i < state_counter_count; i++)
+        json_object_set_new(out, state_counter_names[i], json_integer(0));
+    s = db_prepare(q->db, "SELECT name, value FROM counters ORDER BY name");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_object_set_new(out, (const char *)sqlite3_column_text(s, 0),
+                            json_integer(sqlite3_column_int64(s, 1)));
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static enum state_status sq_status_json(void *impl, char **json)
+{
+    struct sq *q = impl;
+    json_t *root = json_object();
+    json_t *accounts = json_array();
+    json_t *counters = json_object();
+    enum state_status result = STATE_ERR;
+
+    json_object_set_new(root, "accounts", accounts);
+    json_object_set_new(root, "counters", counters);
+
+    /* One read transaction: accounts and counters from one snapshot. */
+    pthread_mutex_lock(&q->mu);
+    if (db_exec(q->db, "BEGIN") < 0)
+        goto out;
+    if (sq_status_accounts(q, accounts) < 0 ||
+        sq_status_counters(q, counters) < 0) {
+        LOG_E("state status failed error=\"%s\"", sqlite3_errmsg(q->db));
+        goto out;
+    }
+    *json = json_dumps(root, JSON_INDENT(2));
+    if (*json != NULL)
+        result = STATE_OK;
+
+out:
+    db_rollback(q->db);
+    pthread_mutex_unlock(&q->mu);
+    json_decref(root);
+    return result;
+}
+
+/* ---- open and close -------------------------------------------------- */
+
+static void sq_close(void *impl)
+{
+    struct sq *q = impl;
+
+    gc_stop(&q->gc);
+    db_close(q->db);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+static const struct state_ops sq_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .token_set = sq_token_set,
+    .token_get = sq_token_get,
+    .mark_pending = sq_mark_pending,
+    .claim = sq_claim,
+    .renew = sq_renew,
+    .release = sq_release,
+    .cursor_get = sq_cursor_get,
+    .cursor_set = sq_cursor_set,
+    .counter_add = sq_counter_add,
+    .counter_get = sq_counter_get,
+    .failure_set = sq_failure_set,
+    .status_json = sq_status_json,
+};
+
+struct state *state_open_sqlite(const char *dir)
+{
+    struct sq *q;
+    char *path;
+    sqlite3 *db;
+
+    if (mkdir_p(dir, 0700) < 0) {
+        LOG_E("state cannot create data dir=%s", dir);
+        return NULL;
+    }
+    path = xasprintf("%s/app.db", dir);
+    db = db_open(path, sq_schema);
+    free(path);
+    if (db == NULL)
+        return NULL;
+
+    q = xcalloc(1, sizeof *q);
+    q->db = db;
+    pthread_mutex_init(&q->mu, NULL);
+    if (gc_start(&q->gc, q->db, &q->mu) < 0) {
+        pthread_mutex_destroy(&q->mu);
+        db_close(q->db);
+        free(q);
+        return NULL;
+    }
+    return state_new(&sq_ops, q);
+}

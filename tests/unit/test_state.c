@@ -1,0 +1,385 @@
+/*
+ * Unit tests of the state store (SQLite back end), each in a fresh
+ * temporary directory.
+ */
+#include "app/state.h"
+#include "common/log.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GC_THREADS 8
+#define GC_MARKS   200
+
+struct fixture {
+    char dir[64];
+    struct state *st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int type,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **ctx)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+
+    /* mkdtemp's template: the prefix, then six 'X' placeholders. */
+    strcpy(f->dir, "/tmp/test_state.");
+    memset(f->dir + strlen(f->dir), 'X', 6);
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    f->st = state_open_sqlite(f->dir);
+    if (f->st == NULL)
+        return -1;
+    *ctx = f;
+    return 0;
+}
+
+static int teardown(void **ctx)
+{
+    struct fixture *f = *ctx;
+
+    state_close(f->st);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+static void mark1(struct state *st, const char *account)
+{
+    const char *ids[1] = {account};
+
+    assert_int_equal(state_mark_pending(st, ids, 1), STATE_OK);
+}
+
+/* The status entry of one account, from a freshly parsed document. */
+static json_t *status_of(struct state *st, const char *account, json_t **root)
+{
+    char *text = NULL;
+    json_t *item;
+    size_t i;
+
+    assert_int_equal(state_status_json(st, &text), STATE_OK);
+    *root = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(*root);
+    json_array_foreach(json_object_get(*root, "accounts"), i, item)
+    {
+        const char *id = json_string_value(json_object_get(item, "account"));
+        if (id != NULL && strcmp(id, account) == 0)
+            return item;
+    }
+    return NULL;
+}
+
+static bool is_pending(struct state *st, const char *account)
+{
+    json_t *root;
+    json_t *a = status_of(st, account, &root);
+    bool pending = a && json_is_true(json_object_get(a, "pending"));
+
+    json_decref(root);
+    return pending;
+}
+
+static void test_versions(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v1, v2;
+
+    mark1(f->st, "dbid:alice");
+    assert_true(is_pending(f->st, "dbid:alice"));
+    assert_int_equal(state_claim(f->st, "w1", 10000, &acct, &fence, &v1),
+                     STATE_OK);
+    assert_string_equal(acct, "dbid:alice");
+    assert_true(v1 > 0);
+    free(acct);
+
+    mark1(f->st, "dbid:alice");
+    assert_int_equal(state_release(f->st, "dbid:alice", fence, v1), STATE_OK);
+    assert_int_equal(state_claim(f->st, "w1", 10000, &acct, &fence, &v2),
+                     STATE_OK);
+    assert_true(v2 > v1);
+    free(acct);
+}
+
+static void test_claim_unleased_only(void **ctx)
+{
+    struct fixture *f = *ctx;
+    const char *ids[2] = {"dbid:a1", "dbid:b2"};
+    char *x = NULL, *y = NULL, *z = NULL;
+    uint64_t fx, fy, fz;
+    int64_t vx, vy, vz;
+
+    assert_int_equal(state_mark_pending(f->st, ids, 2), STATE_OK);
+    assert_int_equal(state_claim(f->st, "w1", 10000, &x, &fx, &vx), STATE_OK);
+    assert_int_equal(state_claim(f->st, "w2", 10000, &y, &fy, &vy), STATE_OK);
+    assert_string_not_equal(x, y);
+    assert_int_equal(state_claim(f->st, "w3", 10000, &z, &fz, &vz), STATE_NONE);
+    assert_null(z);
+    free(x);
+    free(y);
+}
+
+static void test_release_follow_up(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    /* Unchanged version: the mark goes. */
+    mark1(f->st, "dbid:carol");
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    free(acct);
+    assert_int_equal(state_release(f->st, "dbid:carol", fence, v), STATE_OK);
+    assert_false(is_pending(f->st, "dbid:carol"));
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_NONE);
+
+    /* Marks during the run: exactly one follow-up run. */
+    mark1(f->st, "dbid:carol");
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    free(acct);
+    mark1(f->st, "dbid:carol");
+    mark1(f->st, "dbid:carol");
+    assert_int_equal(state_release(f->st, "dbid:carol", fence, v), STATE_OK);
+    assert_true(is_pending(f->st, "dbid:carol"));
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    assert_string_equal(acct, "dbid:carol");
+    free(acct);
+    assert_int_equal(state_release(f->st, "dbid:carol", fence, v), STATE_OK);
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_NONE);
+}
+
+static void test_expiry_and_fences(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char *acct = NULL;
+    char *cursor = NULL;
+    uint64_t f1, f2, f3;
+    int64_t v1, v2, v3;
+
+    mark1(f->st, "dbid:dave");
+    assert_int_equal(state_claim(f->st, "w1", 50, &acct, &f1, &v1), STATE_OK);
+    free(acct);
+    assert_int_equal(state_claim(f->st, "w2", 50, &acct, &f2, &v2), STATE_NONE);
+    sleep_ms(120);
+    assert_int_equal(state_claim(f->st, "w2", 10000, &acct, &f2, &v2),
+                     STATE_OK);
+    assert_string_equal(acct, "dbid:dave");
+    free(acct);
+    assert_true(f2 > f1);
+
+    /* The new holder writes; the stale one can do nothing. */
+    assert_int_equal(state_cursor_set(f->st, "dbid:dave", "new", f2), STATE_OK);
+    assert_int_equal(state_cursor_set(f->st, "dbid:dave", "old", f1),
+                     STATE_LOST);
+    assert_int_equal(state_renew(f->st, "dbid:dave", f1, 10000), STATE_LOST);
+    assert_int_equal(state_release(f->st, "dbid:dave", f1, v1), STATE_LOST);
+    assert_true(is_pending(f->st, "dbid:dave"));
+    assert_int_equal(state_cursor_get(f->st, "dbid:dave", &cursor), STATE_OK);
+    assert_string_equal(cursor, "new");
+    free(cursor);
+
+    assert_int_equal(state_renew(f->st, "dbid:dave", f2, 10000), STATE_OK);
+    assert_int_equal(state_release(f->st, "dbid:dave", f2, v2), STATE_OK);
+    /* After release, the fence still counts up, never back. */
+    assert_int_equal(state_cursor_set(f->st, "dbid:dave", "x", f2), STATE_LOST);
+    mark1(f->st, "dbid:dave");
+    assert_int_equal(state_claim(f->st, "w3", 10000, &acct, &f3, &v3),
+                     STATE_OK);
+    free(acct);
+    assert_true(f3 > f2);
+}
+
+struct gc_arg {
+    struct state *st;
+    int thread;
+};
+
+static void *gc_worker(void *p)
+{
+    struct gc_arg *a = p;
+
+    for (int i = 0; i < GC_MARKS; i++) {
+        char id[40];
+        const char *ids[1] = {id};
+
+        snprintf(id, sizeof id, "dbid:t%d_%d", a->thread, i);
+        if (state_mark_pending(a->st, ids, 1) != STATE_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **ctx)
+{
+    struct fixture *f = *ctx;
+    pthread_t th[GC_THREADS];
+    struct gc_arg args[GC_THREADS];
+    char *text = NULL;
+    json_t *root;
+    json_t *item;
+    size_t i, pending = 0;
+
+    for (int t = 0; t < GC_THREADS; t++) {
+        args[t] = (struct gc_arg){f->st, t};
+        assert_int_equal(pthread_create(&th[t], NULL, gc_worker, &args[t]), 0);
+    }
+    for (int t = 0; t < GC_THREADS; t++) {
+        void *ret = NULL;
+        pthread_join(th[t], &ret);
+        assert_null(ret);
+    }
+
+    assert_int_equal(state_status_json(f->st, &text), STATE_OK);
+    root = json_loads(text, 0, NULL);
+    free(text);
+    json_array_foreach(json_object_get(root, "accounts"), i, item)
+    {
+        if (json_is_true(json_object_get(item, "pending")))
+            pending++;
+    }
+    json_decref(root);
+    assert_int_equal(pending, GC_THREADS * GC_MARKS);
+}
+
+static void test_counters(void **ctx)
+{
+    struct fixture *f = *ctx;
+    int64_t v = -1;
+
+    assert_int_equal(state_counter_get(f->st, "runs", &v), STATE_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(state_counter_add(f->st, "runs", 1), STATE_OK);
+    assert_int_equal(state_counter_add(f->st, "runs", 2), STATE_OK);
+    assert_int_equal(state_counter_get(f->st, "runs", &v), STATE_OK);
+    assert_int_equal(v, 3);
+}
+
+static void test_status_json(void **ctx)
+{
+    struct fixture *f = *ctx;
+    json_t *root;
+    json_t *a;
+    char *acct = NULL;
+    char *tok = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    assert_int_equal(state_token_set(f->st, "dbid:erin", "tok-1"), STATE_OK);
+    assert_int_equal(state_token_get(f->st, "dbid:erin", &tok), STATE_OK);
+    assert_string_equal(tok, "tok-1");
+    free(tok);
+    assert_int_equal(state_token_get(f->st, "dbid:nobody", &tok), STATE_NONE);
+    assert_int_equal(state_cursor_get(f->st, "dbid:erin", &tok), STATE_NONE);
+    mark1(f->st, "dbid:erin");
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    free(acct);
+    assert_int_equal(state_cursor_set(f->st, "dbid:erin", "c", fence),
+                     STATE_OK);
+    assert_int_equal(state_failure_set(f->st, "dbid:erin", "http 500"),
+                     STATE_OK);
+    assert_int_equal(state_counter_add(f->st, "notifications", 5), STATE_OK);
+
+    a = status_of(f->st, "dbid:erin", &root);
+    assert_non_null(a);
+    assert_true(json_is_true(json_object_get(a, "has_token")));
+    assert_true(json_is_true(json_object_get(a, "cursor")));
+    assert_true(json_is_true(json_object_get(a, "pending")));
+    assert_true(json_is_true(json_object_get(a, "leased")));
+    assert_true(json_is_string(json_object_get(a, "last_sync")));
+    assert_string_equal(json_string_value(json_object_get(a, "failure")),
+                        "http 500");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(root, "counters"), "notifications")),
+                     5);
+    assert_true(json_is_integer(
+        json_object_get(json_object_get(root, "counters"), "failures")));
+    json_decref(root);
+
+    assert_int_equal(state_failure_set(f->st, "dbid:erin", NULL), STATE_OK);
+    a = status_of(f->st, "dbid:erin", &root);
+    assert_true(json_is_null(json_object_get(a, "failure")));
+    json_decref(root);
+}
+
+static void test_bad_accounts(void **ctx)
+{
+    struct fixture *f = *ctx;
+    const char *bad[] = {"alice", "dbid:", "dbid:a b", "dbid:a/b",
+                         "dbid:0123456789012345678901234567890123456789"
+                         "01234567890123456789"};
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *ids[1] = {bad[i]};
+        assert_false(state_account_valid(bad[i]));
+        assert_int_equal(state_mark_pending(f->st, ids, 1), STATE_ERR);
+    }
+    assert_true(state_account_valid("dbid:AAB_acct-alice_0001"));
+}
+
+static void test_survives_reopen(void **ctx)
+{
+    struct fixture *f = *ctx;
+
+    mark1(f->st, "dbid:frank");
+    state_close(f->st);
+    f->st = state_open_sqlite(f->dir);
+    assert_non_null(f->st);
+    assert_true(is_pending(f->st, "dbid:frank"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_unleased_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_release_follow_up, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_and_fences, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
+    };
+
+    log_init("test_state", LOG_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
