@@ -88,6 +88,8 @@ static int buf_reserve(struct buf *b, size_t extra)
         return -1;
     if (need <= b->cap)
         return 0;
+    if (b->cap == 0)
+        b->cap = 256;
     while (b->cap < need)
         b->cap *= 2;
     b->data = xrealloc(b->data, b->cap);
@@ -122,9 +124,11 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 
 char *buf_steal(struct buf *b)
 {
-    char *p = b->data;
+    char *p = b->data ? b->data : xstrdup("");
 
-    buf_init(b, b->max);
+    /* Left empty but usable: the next append allocates again. */
+    b->data = NULL;
+    b->len = b->cap = 0;
     return p;
 }
 

@@ -40,7 +40,8 @@ void buf_init(struct buf *b, size_t max);
 int buf_append(struct buf *b, const void *data, size_t n);
 int buf_appendf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Hands the data to the caller (who frees it) and empties the buffer. */
+/* Hands the data to the caller (who frees it) and empties the buffer,
+ * which then holds no memory: buf_free is not needed after a steal. */
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);
 
