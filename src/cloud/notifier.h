@@ -20,6 +20,7 @@
 #define DBX_NOTIFIER_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct notifier_config {
@@ -33,7 +34,13 @@ struct notifier_config {
 
 extern const char notifier_schema_sql[];
 
+/* Opens its own connections to cfg->db_path (applying the shared and the
+ * notifier schema) and starts the thread, which first resumes what a
+ * previous run left: pending pairs and 'pending' notifications.  cfg is
+ * copied; zero timeouts take the defaults above.  NULL on failure. */
 struct notifier *notifier_start(const struct notifier_config *cfg);
+/* Stops the thread (deliveries in flight are abandoned, unrecorded, and
+ * resent by the next run) and frees n.  NULL is ignored. */
 void notifier_stop(struct notifier *n);
 
 /* Inside the caller's open transaction on db: marks every app that has a
@@ -44,11 +51,35 @@ void notifier_wake(struct notifier *n);
 
 /* The verification request: GET uri?challenge=<random>, success only for
  * status 200 with the exact challenge as body within the timeout; no
- * retry.  Returns 0 when verified; otherwise -1 with a reason in err. */
+ * retry, no redirect.  Returns 0 when verified; otherwise -1 with a
+ * reason in err ("status 404", "body did not match the challenge",
+ * "timed out after 10000 ms", "connection refused (...)").  Blocks; any
+ * thread may call it; it does not touch the database (the caller stores
+ * the outcome).  n may be NULL (default timeout). */
 int notifier_verify(struct notifier *n, const char *uri, char *err,
                     size_t err_size);
 
-/* Counts for the console: delivered notifications and attempts. */
+/* The notification body for n accounts, in the exact spacing of
+ * Python's json.dumps (accounts[i] goes with uids[i]):
+ *   {"list_folder": {"accounts": ["dbid:A"]}, "delta": {"users": [1]}}
+ * Returns a new string (caller frees). */
+char *notifier_body(const char *const *accounts, const int64_t *uids,
+                    size_t n);
+
+/* The delay before retry number attempts (1 after the first failure):
+ * base_ms * 2^(attempts-1), scaled by 1 + 0.2 * jitter, where jitter in
+ * [-1, 1] is drawn at random by the notifier. */
+int64_t notifier_backoff_ms(int64_t base_ms, int attempts, double jitter);
+
+/* When to try again after attempts failed attempts (unix ms), capped at
+ * created_at + window_ms; -1 once now has reached that deadline (the
+ * notification has failed). */
+int64_t notifier_next_attempt_at(int64_t created_at, int64_t now,
+                                 int64_t base_ms, int64_t window_ms,
+                                 int attempts, double jitter);
+
+/* Counts for the console: delivered notifications, attempts, failed
+ * notifications.  Any thread; 0 or -1. */
 int notifier_stats(struct notifier *n, int64_t *delivered,
                    int64_t *attempts, int64_t *failed);
 

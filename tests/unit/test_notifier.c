@@ -1,0 +1,591 @@
+/*
+ * Unit tests for the notifier: the body's exact bytes, the retry
+ * schedule, verification against a loopback hsrv server, and a small
+ * end-to-end run (mark pending -> wake -> signed POST, with retries).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cloud/notifier.h"
+#include "cloud/schema.h"
+#include "common/db.h"
+#include "common/http_server.h"
+#include "common/sig.h"
+#include "common/util.h"
+
+#define TEST_MAX_REQUESTS 16
+#define TEST_WAIT_MS 5000
+
+/* ---- body ------------------------------------------------------------ */
+
+static void test_body_two(void **state)
+{
+    const char *accounts[] = {"dbid:A", "dbid:B"};
+    const int64_t uids[] = {1001, 1002};
+    char *body = notifier_body(accounts, uids, 2);
+
+    (void)state;
+    assert_string_equal(body,
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\", \"dbid:B\"]},"
+        " \"delta\": {\"users\": [1001, 1002]}}");
+    free(body);
+}
+
+static void test_body_one_and_empty(void **state)
+{
+    const char *accounts[] = {"dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"};
+    const int64_t uids[] = {12345678};
+    char *one = notifier_body(accounts, uids, 1);
+    char *none = notifier_body(NULL, NULL, 0);
+
+    (void)state;
+    assert_string_equal(one,
+        "{\"list_folder\": {\"accounts\":"
+        " [\"dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc\"]},"
+        " \"delta\": {\"users\": [12345678]}}");
+    assert_string_equal(none,
+        "{\"list_folder\": {\"accounts\": []}, \"delta\": {\"users\": []}}");
+    free(one);
+    free(none);
+}
+
+/* Escapes as Python's json.dumps(ensure_ascii=True) writes them. */
+static void test_body_escapes(void **state)
+{
+    const char *accounts[] = {"q\"b\\n\n\x01\x7f\xc3\xa9\xf0\x9f\x98\x80"};
+    const int64_t uids[] = {-1};
+    char *body = notifier_body(accounts, uids, 1);
+
+    (void)state;
+    assert_string_equal(body,
+        "{\"list_folder\": {\"accounts\":"
+        " [\"q\\\"b\\\\n\\n\\u0001\\u007f\\u00e9\\ud83d\\ude00\"]},"
+        " \"delta\": {\"users\": [-1]}}");
+    free(body);
+}
+
+/* ---- retry schedule -------------------------------------------------- */
+
+static void test_backoff_doubles(void **state)
+{
+    (void)state;
+    assert_int_equal(notifier_backoff_ms(1000, 1, 0.0), 1000);
+    assert_int_equal(notifier_backoff_ms(1000, 2, 0.0), 2000);
+    assert_int_equal(notifier_backoff_ms(1000, 3, 0.0), 4000);
+    assert_int_equal(notifier_backoff_ms(100, 5, 0.0), 1600);
+    assert_int_equal(notifier_backoff_ms(1000, 1, 1.0), 1200);
+    assert_int_equal(notifier_backoff_ms(1000, 1, -1.0), 800);
+    assert_int_equal(notifier_backoff_ms(1000, 2, 0.5), 2200);
+    /* Out-of-range jitter is clamped; huge attempt counts do not
+     * overflow. */
+    assert_int_equal(notifier_backoff_ms(1000, 1, 7.0), 1200);
+    assert_true(notifier_backoff_ms(1000, 500, 0.0) > 0);
+}
+
+static void test_next_attempt_window(void **state)
+{
+    const int64_t created = 1000000, window = 600000;
+
+    (void)state;
+    assert_int_equal(notifier_next_attempt_at(created, created + 5, 1000,
+                                              window, 1, 0.0),
+                     created + 1005);
+    /* Capped at the end of the window... */
+    assert_int_equal(notifier_next_attempt_at(created, created + 590000,
+                                              1000, window, 12, 0.0),
+                     created + window);
+    /* ...and given up once the window has passed. */
+    assert_int_equal(notifier_next_attempt_at(created, created + window,
+                                              1000, window, 13, 0.0),
+                     -1);
+    assert_int_equal(notifier_next_attempt_at(created, created + window + 1,
+                                              1000, window, 1, 0.0),
+                     -1);
+}
+
+/* ---- a scripted loopback webhook ------------------------------------- */
+
+struct recorded {
+    char *method;
+    char *query; /* the challenge argument */
+    char *body;
+    char *signature;
+    char *content_type;
+    char *user_agent;
+    unsigned expect_count;
+};
+
+struct receiver {
+    struct hsrv *srv;
+    pthread_mutex_t lock;
+    struct recorded req[TEST_MAX_REQUESTS];
+    size_t count;
+    int statuses[TEST_MAX_REQUESTS]; /* POST answers in order; 0: 200 */
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void receiver_record(struct receiver *r,
+                            const struct hsrv_request *req, size_t *index)
+{
+    size_t len = 0;
+    const char *body = hsrv_body(req, &len);
+    struct recorded *rec;
+
+    pthread_mutex_lock(&r->lock);
+    *index = r->count;
+    if (r->count < TEST_MAX_REQUESTS) {
+        rec = &r->req[r->count++];
+        rec->method = xstrdup(hsrv_method(req));
+        rec->query = dup_or_null(hsrv_query(req, "challenge"));
+        rec->body = xstrndup(body != NULL ? body : "", len);
+        rec->signature = dup_or_null(hsrv_header(req,
+                                                 "X-Dropbox-Signature"));
+        rec->content_type = dup_or_null(hsrv_header(req, "Content-Type"));
+        rec->user_agent = dup_or_null(hsrv_header(req, "User-Agent"));
+        rec->expect_count = hsrv_header_count(req, "Expect");
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Verification answers depend on the path; POSTs follow r->statuses. */
+static void receiver_handle(void *ctx, const struct hsrv_request *req,
+                            struct hsrv_response *resp)
+{
+    struct receiver *r = ctx;
+    const char *path = hsrv_path(req);
+    const char *ch = hsrv_query(req, "challenge");
+    size_t i;
+    char *text;
+
+    receiver_record(r, req, &i);
+    if (strcmp(hsrv_method(req), "POST") == 0) {
+        int status = i < TEST_MAX_REQUESTS && r->statuses[i] != 0
+                         ? r->statuses[i] : 200;
+        hsrv_reply_str(resp, status, "text/plain", "ok");
+        return;
+    }
+    if (ch == NULL)
+        ch = "";
+    if (strcmp(path, "/exact") == 0) {
+        text = xstrdup(ch);
+    } else if (strcmp(path, "/quoted") == 0) {
+        text = xasprintf("\"%s\"", ch);
+    } else if (strcmp(path, "/json") == 0) {
+        text = xasprintf("{\"challenge\": \"%s\"}", ch);
+    } else if (strcmp(path, "/slow") == 0) {
+        usleep(1500 * 1000);
+        text = xstrdup(ch);
+    } else {
+        hsrv_reply_str(resp, 404, "text/plain", "not found");
+        return;
+    }
+    hsrv_reply_str(resp, 200, "text/plain", text);
+    free(text);
+}
+
+static struct receiver *receiver_start(void)
+{
+    struct receiver *r = xcalloc(1, sizeof(*r));
+    struct hsrv_config cfg = {
+        .bind_addr = "127.0.0.1",
+        .port = 0,
+        .max_body = 1 << 20,
+        .max_header = 16384,
+        .max_conns = 32,
+        .conn_timeout_s = 10,
+        .handler = receiver_handle,
+        .ctx = r,
+    };
+
+    pthread_mutex_init(&r->lock, NULL);
+    r->srv = hsrv_start(&cfg);
+    assert_non_null(r->srv);
+    return r;
+}
+
+static void receiver_stop(struct receiver *r)
+{
+    hsrv_stop(r->srv);
+    for (size_t i = 0; i < r->count; i++) {
+        free(r->req[i].method);
+        free(r->req[i].query);
+        free(r->req[i].body);
+        free(r->req[i].signature);
+        free(r->req[i].content_type);
+        free(r->req[i].user_agent);
+    }
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+static size_t receiver_count(struct receiver *r)
+{
+    size_t n;
+
+    pthread_mutex_lock(&r->lock);
+    n = r->count;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static char *receiver_url(struct receiver *r, const char *path)
+{
+    return xasprintf("http://127.0.0.1:%u%s", hsrv_port(r->srv), path);
+}
+
+/* A notifier on a fresh database in a temp directory. */
+struct fixture {
+    char dir[64];
+    char *db_path;
+    struct notifier *n;
+    sqlite3 *db;
+    struct notifier_config cfg;
+};
+
+/* Creates the database; the caller may adjust f->cfg, seed the tables,
+ * then call fixture_run. */
+static void fixture_open(struct fixture *f)
+{
+    static int serial;
+    char *schema = xasprintf("%s%s", CLOUD_SCHEMA_SHARED,
+                             notifier_schema_sql);
+
+    memset(f, 0, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_notifier.%ld.%d",
+             (long)getpid(), serial++);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    f->db_path = xasprintf("%s/cloud.db", f->dir);
+    f->db = db_open(f->db_path, schema);
+    free(schema);
+    assert_non_null(f->db);
+    f->cfg.db_path = f->db_path;
+    f->cfg.verify_timeout_ms = 1000;
+    f->cfg.deliver_timeout_ms = 2000;
+    f->cfg.batch_ms = 20;
+    f->cfg.retry_base_ms = 1000;
+    f->cfg.retry_window_ms = 60000;
+}
+
+static void fixture_run(struct fixture *f)
+{
+    f->n = notifier_start(&f->cfg);
+    assert_non_null(f->n);
+}
+
+static void fixture_start(struct fixture *f, int64_t verify_timeout_ms,
+                          int64_t retry_base_ms)
+{
+    fixture_open(f);
+    f->cfg.verify_timeout_ms = verify_timeout_ms;
+    f->cfg.retry_base_ms = retry_base_ms;
+    fixture_run(f);
+}
+
+static void fixture_stop(struct fixture *f)
+{
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+
+    notifier_stop(f->n);
+    db_close(f->db);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(f->db_path);
+}
+
+/* ---- verification ---------------------------------------------------- */
+
+static int verify_path(struct fixture *f, struct receiver *r,
+                       const char *path, char *err, size_t size)
+{
+    char *url = receiver_url(r, path);
+    int ret;
+
+    err[0] = '\0';
+    ret = notifier_verify(f->n, url, err, size);
+    free(url);
+    return ret;
+}
+
+static void test_verify(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char err[256];
+    char *url;
+
+    (void)state;
+    fixture_start(&f, 500, 1000);
+    assert_int_equal(verify_path(&f, r, "/exact", err, sizeof(err)), 0);
+    assert_int_equal(strlen(r->req[0].query), 43);
+    assert_int_equal(strspn(r->req[0].query, "abcdefghijklmnopqrstuvwxyz"
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"), 43);
+    assert_string_equal(r->req[0].method, "GET");
+
+    /* An existing query string gets "&challenge=". */
+    assert_int_equal(verify_path(&f, r, "/exact?x=1", err, sizeof(err)),
+                     0);
+
+    assert_int_equal(verify_path(&f, r, "/quoted", err, sizeof(err)), -1);
+    assert_string_equal(err, "body did not match the challenge");
+    assert_int_equal(verify_path(&f, r, "/json", err, sizeof(err)), -1);
+    assert_string_equal(err, "body did not match the challenge");
+    assert_int_equal(verify_path(&f, r, "/missing", err, sizeof(err)), -1);
+    assert_string_equal(err, "status 404");
+    assert_int_equal(verify_path(&f, r, "/slow", err, sizeof(err)), -1);
+    assert_string_equal(err, "timed out after 500 ms");
+
+    url = receiver_url(r, "/exact");
+    receiver_stop(r);
+    assert_int_equal(notifier_verify(f.n, url, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "connection refused"));
+    assert_int_equal(notifier_verify(f.n, "ftp://127.0.0.1/", err,
+                                     sizeof(err)), -1);
+    assert_non_null(strstr(err, "invalid URI"));
+    free(url);
+    fixture_stop(&f);
+}
+
+/* ---- end to end ------------------------------------------------------ */
+
+static void seed(sqlite3 *db, const char *uri)
+{
+    char *sql = xasprintf(
+        "INSERT INTO accounts VALUES (1, 'dbid:A', 1001, 'a@x', 'A', 0);"
+        "INSERT INTO accounts VALUES (2, 'dbid:B', 1002, 'b@x', 'B', 0);"
+        "INSERT INTO accounts VALUES (3, 'dbid:C', 1003, 'c@x', 'C', 0);"
+        "INSERT INTO apps VALUES (1, 'key1', 'secret1', 'one', '%s',"
+        " 'verified', NULL, 0);"
+        "INSERT INTO apps VALUES (2, 'key2', 'secret2', 'two', '%s',"
+        " 'none', NULL, 0);"
+        "INSERT INTO links VALUES (1, 1, 1,"
+        " 'account_info.read files.metadata.read', 0);"
+        "INSERT INTO links VALUES (2, 1, 2, 'files.metadata.read', 0);"
+        "INSERT INTO links VALUES (3, 1, 3, 'files.metadata.readx', 0);"
+        "INSERT INTO links VALUES (4, 2, 1, 'files.metadata.read', 0);",
+        uri, uri);
+
+    assert_int_equal(db_exec(db, sql), 0);
+    free(sql);
+}
+
+static void mark(struct fixture *f, const int64_t *accounts, size_t n)
+{
+    assert_int_equal(db_begin(f->db), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(notifier_mark_pending_tx(f->db, accounts[i]), 0);
+    assert_int_equal(db_commit(f->db), 0);
+    notifier_wake(f->n);
+}
+
+static void wait_requests(struct receiver *r, size_t want)
+{
+    for (int i = 0; i < TEST_WAIT_MS / 10 && receiver_count(r) < want; i++)
+        usleep(10 * 1000);
+    /* A little longer, so that extra requests would show. */
+    usleep(200 * 1000);
+    assert_int_equal(receiver_count(r), want);
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    int64_t v = -1;
+
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_deliver_batch(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t accounts[] = {2, 1, 3};
+    const char *want = "{\"list_folder\": {\"accounts\": [\"dbid:A\","
+                       " \"dbid:B\"]}, \"delta\": {\"users\": [1001, 1002]}}";
+    char sig[SIG_HEX_LEN + 1];
+    int64_t delivered = 0, attempts = 0, failed = 0;
+
+    (void)state;
+    fixture_start(&f, 1000, 1000);
+    seed(f.db, url);
+    mark(&f, accounts, 3);
+    wait_requests(r, 1);
+
+    sig_sign("secret1", want, strlen(want), sig);
+    assert_string_equal(r->req[0].method, "POST");
+    assert_string_equal(r->req[0].body, want);
+    assert_string_equal(r->req[0].signature, sig);
+    assert_string_equal(r->req[0].content_type, "application/json");
+    assert_string_equal(r->req[0].user_agent, "DropboxWebhooks/1.0");
+    assert_int_equal(r->req[0].expect_count, 0);
+
+    for (int i = 0; i < 100 && delivered == 0; i++) {
+        usleep(10 * 1000);
+        assert_int_equal(notifier_stats(f.n, &delivered, &attempts,
+                                        &failed), 0);
+    }
+    assert_int_equal(delivered, 1);
+    assert_int_equal(attempts, 1);
+    assert_int_equal(failed, 0);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM webhook_pending"),
+                     0);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+static void test_deliver_retries(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t account = 2;
+
+    (void)state;
+    r->statuses[0] = 500;
+    r->statuses[1] = 500;
+    fixture_start(&f, 1000, 50);
+    seed(f.db, url);
+    mark(&f, &account, 1);
+    wait_requests(r, 3);
+
+    for (size_t i = 1; i < 3; i++) {
+        assert_string_equal(r->req[i].body, r->req[0].body);
+        assert_string_equal(r->req[i].signature, r->req[0].signature);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (query_int(f.db, "SELECT count(*) FROM notifications"
+                            " WHERE state = 'delivered'") == 1)
+            break;
+        usleep(10 * 1000);
+    }
+    assert_int_equal(query_int(f.db, "SELECT attempts FROM notifications"),
+                     3);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM attempts"
+                                     " WHERE status = 500"), 2);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM attempts"
+                                     " WHERE status = 200"), 1);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+static void wait_state(sqlite3 *db, const char *sql, int64_t want)
+{
+    for (int i = 0; i < TEST_WAIT_MS / 10; i++) {
+        if (query_int(db, sql) == want)
+            return;
+        usleep(10 * 1000);
+    }
+    assert_int_equal(query_int(db, sql), want);
+}
+
+/* A webhook that always fails: retried until the window ends, then the
+ * notification is 'failed'; every attempt is recorded. */
+static void test_deliver_gives_up(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t account = 1;
+    int64_t delivered, attempts, failed;
+
+    (void)state;
+    for (size_t i = 0; i < TEST_MAX_REQUESTS; i++)
+        r->statuses[i] = 503;
+    fixture_open(&f);
+    f.cfg.retry_base_ms = 50;
+    f.cfg.retry_window_ms = 400;
+    fixture_run(&f);
+    seed(f.db, url);
+    mark(&f, &account, 1);
+    wait_state(f.db, "SELECT count(*) FROM notifications"
+                     " WHERE state = 'failed'", 1);
+
+    assert_int_equal(notifier_stats(f.n, &delivered, &attempts, &failed),
+                     0);
+    assert_int_equal(delivered, 0);
+    assert_int_equal(failed, 1);
+    /* 0, ~50, ~150, ~350, then the capped last try at 400 ms. */
+    assert_true(attempts >= 4 && attempts <= 6);
+    assert_int_equal(attempts, (int64_t)receiver_count(r));
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM attempts"
+                                     " WHERE status = 503"
+                                     " AND error = 'status 503'"),
+                     attempts);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+/* What a crash leaves behind is picked up at start: a pending pair and a
+ * notification still 'pending' (sent with its stored bytes). */
+static void test_resume_after_restart(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    size_t stored = 0;
+
+    (void)state;
+    fixture_open(&f);
+    seed(f.db, url);
+    assert_int_equal(db_exec(f.db,
+        "INSERT INTO webhook_pending VALUES (1, 2);"
+        "INSERT INTO notifications(app_id, body, signature, state,"
+        " attempts, next_attempt_at, created_at)"
+        " VALUES (1, 'stored body', 'stored sig', 'pending', 1,"
+        " 0, strftime('%s', 'now') * 1000);"), 0);
+    fixture_run(&f);
+    wait_requests(r, 2);
+
+    for (size_t i = 0; i < 2; i++) {
+        if (strcmp(r->req[i].body, "stored body") == 0) {
+            assert_string_equal(r->req[i].signature, "stored sig");
+            stored++;
+        } else {
+            assert_non_null(strstr(r->req[i].body, "\"dbid:B\""));
+        }
+    }
+    assert_int_equal(stored, 1);
+    wait_state(f.db, "SELECT count(*) FROM notifications"
+                     " WHERE state = 'delivered'", 2);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_two),
+        cmocka_unit_test(test_body_one_and_empty),
+        cmocka_unit_test(test_body_escapes),
+        cmocka_unit_test(test_backoff_doubles),
+        cmocka_unit_test(test_next_attempt_window),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_deliver_batch),
+        cmocka_unit_test(test_deliver_retries),
+        cmocka_unit_test(test_deliver_gives_up),
+        cmocka_unit_test(test_resume_after_restart),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
