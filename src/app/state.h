@@ -15,6 +15,8 @@
  *    version is still the one claimed.  A mark that arrived during the run
  *    bumped the version, so the account stays pending: exactly one more
  *    run follows, however many notifications came meanwhile.
+ *  - Versions start at 1, so releasing with version -1 never drops the
+ *    mark: a worker stopping mid-run uses it to leave the account pending.
  *  - A worker that dies never releases: its lease expires and the account,
  *    still pending, is claimed again, resuming from the saved cursor.
  *  - Writes made under a lease (cursor, renew, release) carry the fence

@@ -1,0 +1,566 @@
+/*
+ * dbxapi: Dropbox API v2 calls over hcli, answers parsed with jansson.
+ *
+ * Two kinds of endpoint: RPC calls POST a JSON body to the api host and
+ * get JSON back; content calls (download, upload) carry their argument
+ * as JSON in the Dropbox-API-Arg header and get the metadata back in the
+ * Dropbox-API-Result header.  Both share one way of turning a non-200
+ * answer into a status (response_classify).
+ */
+#include "app/dbxapi.h"
+
+#include "common/http_client.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whole-transfer timeouts: an RPC answer is small; a content transfer
+ * may move DBXAPI_MAX_DOWNLOAD bytes. */
+#define DBXAPI_RPC_TIMEOUT_MS     30000L
+#define DBXAPI_CONTENT_TIMEOUT_MS 300000L
+/* A Retry-After beyond a day is taken as a day. */
+#define DBXAPI_RETRY_AFTER_MAX_S 86400
+/* Bodies of error answers are quoted into err->summary at most this far. */
+#define DBXAPI_QUOTE_MAX 120
+
+struct dbxapi {
+    struct hcli *rpc;     /* api host, bodies up to DBXAPI_MAX_RPC_BODY */
+    struct hcli *content; /* content host, up to DBXAPI_MAX_DOWNLOAD */
+    char *api_url;        /* without a trailing slash */
+    char *content_url;
+    char *auth_header; /* "Authorization: Bearer ..." or NULL */
+    unsigned list_limit;
+};
+
+static char *url_base_dup(const char *url)
+{
+    char *s = xstrdup(url);
+    size_t n = strlen(s);
+
+    while (n > 0 && s[n - 1] == '/')
+        s[--n] = '\0';
+    return s;
+}
+
+struct dbxapi *dbxapi_new(const struct dbxapi_config *cfg)
+{
+    struct dbxapi *api = xcalloc(1, sizeof *api);
+
+    api->rpc = hcli_new(cfg->ca_file, DBXAPI_MAX_RPC_BODY);
+    api->content = hcli_new(cfg->ca_file, DBXAPI_MAX_DOWNLOAD);
+    if (api->rpc == NULL || api->content == NULL) {
+        LOG_E("dbxapi_new failed: cannot create HTTP client");
+        dbxapi_free(api);
+        return NULL;
+    }
+    api->api_url = url_base_dup(cfg->api_url);
+    api->content_url = url_base_dup(cfg->content_url);
+    api->list_limit = cfg->list_limit;
+    if (api->list_limit == 0 || api->list_limit > DBXAPI_LIST_LIMIT_MAX)
+        api->list_limit = DBXAPI_LIST_LIMIT_DEFAULT;
+    return api;
+}
+
+static void secret_free(char *s)
+{
+    if (s == NULL)
+        return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+void dbxapi_free(struct dbxapi *api)
+{
+    if (api == NULL)
+        return;
+    if (api->rpc != NULL)
+        hcli_free(api->rpc);
+    if (api->content != NULL)
+        hcli_free(api->content);
+    free(api->api_url);
+    free(api->content_url);
+    secret_free(api->auth_header);
+    free(api);
+}
+
+void dbxapi_set_token(struct dbxapi *api, const char *token)
+{
+    secret_free(api->auth_header);
+    api->auth_header = NULL;
+    if (token != NULL)
+        api->auth_header = xasprintf("Authorization: Bearer %s", token);
+}
+
+const char *dbxapi_status_name(enum dbxapi_status s)
+{
+    switch (s) {
+    case DBXAPI_OK:
+        return "ok";
+    case DBXAPI_CONFLICT:
+        return "conflict";
+    case DBXAPI_AUTH:
+        return "auth";
+    case DBXAPI_RETRY:
+        return "retry";
+    case DBXAPI_TRANSPORT:
+        return "transport";
+    case DBXAPI_PROTOCOL:
+        return "protocol";
+    }
+    return "unknown";
+}
+
+bool dbxapi_error_is(const struct dbxapi_error *err, const char *prefix)
+{
+    return err != NULL && err->http_status == 409 &&
+           strncmp(err->summary, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- entries ---------------------------------------------------------- */
+
+void dbxapi_entry_free(struct dbxapi_entry *e)
+{
+    if (e == NULL)
+        return;
+    free(e->name);
+    free(e->path_lower);
+    free(e->path_display);
+    free(e->id);
+    free(e->rev);
+    free(e->content_hash);
+    memset(e, 0, sizeof *e);
+}
+
+void dbxapi_page_free(struct dbxapi_page *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->n_entries; i++)
+        dbxapi_entry_free(&p->entries[i]);
+    free(p->entries);
+    free(p->cursor);
+    memset(p, 0, sizeof *p);
+}
+
+static char *json_str_dup(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* Fills e from one metadata object; -1 when it is not one. */
+static int entry_parse(const json_t *obj, struct dbxapi_entry *e)
+{
+    const char *tag = json_string_value(json_object_get(obj, ".tag"));
+    json_t *size = json_object_get(obj, "size");
+
+    memset(e, 0, sizeof *e);
+    if (tag == NULL)
+        return -1;
+    if (strcmp(tag, "file") == 0)
+        e->tag = DBXAPI_FILE;
+    else if (strcmp(tag, "folder") == 0)
+        e->tag = DBXAPI_FOLDER;
+    else if (strcmp(tag, "deleted") == 0)
+        e->tag = DBXAPI_DELETED;
+    else
+        return -1;
+
+    e->name = json_str_dup(obj, "name");
+    e->path_lower = json_str_dup(obj, "path_lower");
+    e->path_display = json_str_dup(obj, "path_display");
+    e->id = json_str_dup(obj, "id");
+    e->rev = json_str_dup(obj, "rev");
+    e->content_hash = json_str_dup(obj, "content_hash");
+    e->size = json_is_integer(size) ? (int64_t)json_integer_value(size) : 0;
+    return 0;
+}
+
+static int page_parse(const json_t *root, struct dbxapi_page *page)
+{
+    json_t *entries = json_object_get(root, "entries");
+    const char *cursor = json_string_value(json_object_get(root, "cursor"));
+    json_t *has_more = json_object_get(root, "has_more");
+    size_t n = json_array_size(entries);
+
+    memset(page, 0, sizeof *page);
+    if (!json_is_array(entries) || cursor == NULL || !json_is_boolean(has_more))
+        return -1;
+    page->entries = xcalloc(n > 0 ? n : 1, sizeof *page->entries);
+    for (size_t i = 0; i < n; i++) {
+        if (entry_parse(json_array_get(entries, i), &page->entries[i]) < 0) {
+            dbxapi_page_free(page);
+            return -1;
+        }
+        page->n_entries = i + 1;
+    }
+    page->cursor = xstrdup(cursor);
+    page->has_more = json_is_true(has_more);
+    return 0;
+}
+
+/* ---- requests and answers --------------------------------------------- */
+
+/* Copies printable ASCII of text (at most DBXAPI_QUOTE_MAX bytes, or
+ * fewer when out is smaller) so that a server's words can go into a log
+ * line. */
+static void summary_set(struct dbxapi_error *err, const char *text)
+{
+    size_t j = 0;
+
+    if (text == NULL)
+        text = "";
+    for (size_t i = 0;
+         text[i] != '\0' && i < DBXAPI_QUOTE_MAX && j + 1 < sizeof err->summary;
+         i++) {
+        unsigned char c = (unsigned char)text[i];
+
+        err->summary[j++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    err->summary[j] = '\0';
+}
+
+static int64_t retry_after_parse(const char *v)
+{
+    char *end;
+    long long s;
+
+    if (v == NULL)
+        return -1;
+    errno = 0;
+    s = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || s < 0)
+        return -1;
+    return s < DBXAPI_RETRY_AFTER_MAX_S ? (int64_t)s : DBXAPI_RETRY_AFTER_MAX_S;
+}
+
+/* 401 and 409 bodies are JSON: {"error_summary": .., "error": {..}}.
+ * For 409 the summary is wanted; for 401 the error's tag. */
+static void error_body_parse(const struct hcli_response *resp,
+                             struct dbxapi_error *err)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const char *text = NULL;
+
+    if (root != NULL && resp->status == 401)
+        text = json_string_value(
+            json_object_get(json_object_get(root, "error"), ".tag"));
+    if (root != NULL && text == NULL)
+        text = json_string_value(json_object_get(root, "error_summary"));
+    summary_set(err, text != NULL ? text : resp->body);
+    json_decref(root);
+}
+
+static enum dbxapi_status response_classify(int rc,
+                                            const struct hcli_response *resp,
+                                            struct dbxapi_error *err)
+{
+    err->http_status = resp->status;
+    err->retry_after_s = -1;
+    err->summary[0] = '\0';
+
+    if (rc < 0 || resp->status == 0) {
+        summary_set(err, resp->error);
+        return DBXAPI_TRANSPORT;
+    }
+    if (resp->status == 200)
+        return DBXAPI_OK;
+    if (resp->status == 409 || resp->status == 401) {
+        error_body_parse(resp, err);
+        return resp->status == 409 ? DBXAPI_CONFLICT : DBXAPI_AUTH;
+    }
+    if (resp->status == 429 || resp->status >= 500) {
+        err->retry_after_s = retry_after_parse(resp->retry_after);
+        summary_set(err, resp->body);
+        return DBXAPI_RETRY;
+    }
+    summary_set(err, resp->body);
+    return DBXAPI_PROTOCOL;
+}
+
+static enum dbxapi_status protocol_error(struct dbxapi_error *err,
+                                         const char *what)
+{
+    summary_set(err, what);
+    return DBXAPI_PROTOCOL;
+}
+
+/* An argument jansson refused (a path that is not UTF-8): nothing sent. */
+static enum dbxapi_status bad_argument(struct dbxapi_error *err)
+{
+    err->http_status = 0;
+    err->retry_after_s = -1;
+    return protocol_error(err, "argument is not valid UTF-8");
+}
+
+/* The argument of a content call as an HTTP header.  JSON_ENSURE_ASCII
+ * escapes everything above 0x7f; Dropbox also wants DEL escaped, and a
+ * raw DEL can only sit inside a JSON string, so it is rewritten here. */
+static char *api_arg_header(const json_t *arg)
+{
+    char *json = json_dumps(arg, JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *header;
+    struct buf b;
+
+    if (json == NULL)
+        return NULL;
+    buf_init(&b, 0);
+    buf_append(&b, "Dropbox-API-Arg: ", 17);
+    for (const char *p = json; *p != '\0'; p++) {
+        if (*p == 0x7f)
+            buf_append(&b, "\\u007f", 6);
+        else
+            buf_append(&b, p, 1);
+    }
+    free(json);
+    header = buf_steal(&b);
+    buf_free(&b);
+    return header;
+}
+
+/* Sends one request with the token and the given extra headers (at most
+ * three), and classifies the answer.  resp is the caller's to free. */
+static enum dbxapi_status api_perform(struct dbxapi *api, struct hcli *http,
+                                      const char *url, const char **extra,
+                                      const void *body, size_t body_len,
+                                      long timeout_ms,
+                                      struct hcli_response *resp,
+                                      struct dbxapi_error *err)
+{
+    const char *headers[6];
+    size_t n = 0;
+    struct hcli_request req = {
+        .method = "POST",
+        .url = url,
+        .headers = headers,
+        .body = body,
+        .body_len = body_len,
+        .timeout_ms = timeout_ms,
+    };
+    int rc;
+
+    if (api->auth_header != NULL)
+        headers[n++] = api->auth_header;
+    for (size_t i = 0; extra[i] != NULL && n < ARRAY_LEN(headers) - 1; i++)
+        headers[n++] = extra[i];
+    headers[n] = NULL;
+
+    memset(resp, 0, sizeof *resp);
+    rc = hcli_perform(http, &req, resp);
+    return response_classify(rc, resp, err);
+}
+
+/* POSTs arg as JSON to api_url + endpoint; on DBXAPI_OK *out is the
+ * parsed JSON object of the answer (the caller's). */
+static enum dbxapi_status rpc_call(struct dbxapi *api, const char *endpoint,
+                                   const json_t *arg, json_t **out,
+                                   struct dbxapi_error *err)
+{
+    static const char *extra[] = {"Content-Type: application/json", NULL};
+    char *body = arg != NULL ? json_dumps(arg, JSON_COMPACT) : NULL;
+    struct hcli_response resp;
+    enum dbxapi_status st;
+    char *url;
+
+    *out = NULL;
+    if (body == NULL)
+        return bad_argument(err);
+    url = xasprintf("%s%s", api->api_url, endpoint);
+    st = api_perform(api, api->rpc, url, extra, body, strlen(body),
+                     DBXAPI_RPC_TIMEOUT_MS, &resp, err);
+    if (st == DBXAPI_OK) {
+        *out = json_loadb(resp.body, resp.body_len, 0, NULL);
+        if (!json_is_object(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            st = protocol_error(err, "answer is not a JSON object");
+        }
+    }
+    if (st != DBXAPI_OK)
+        LOG_D("dbxapi call endpoint=%s status=%ld result=%s", endpoint,
+              err->http_status, dbxapi_status_name(st));
+    hcli_response_free(&resp);
+    free(body);
+    free(url);
+    return st;
+}
+
+/* ---- the calls -------------------------------------------------------- */
+
+static enum dbxapi_status page_call(struct dbxapi *api, const char *endpoint,
+                                    json_t *arg, struct dbxapi_page *page,
+                                    struct dbxapi_error *err)
+{
+    json_t *root = NULL;
+    enum dbxapi_status st = rpc_call(api, endpoint, arg, &root, err);
+
+    memset(page, 0, sizeof *page);
+    if (st == DBXAPI_OK && page_parse(root, page) < 0)
+        st = protocol_error(err, "malformed list_folder page");
+    json_decref(root);
+    json_decref(arg);
+    return st;
+}
+
+enum dbxapi_status dbxapi_list_folder(struct dbxapi *api,
+                                      struct dbxapi_page *page,
+                                      struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    json_t *arg =
+        json_pack("{s:s, s:b, s:b, s:I}", "path", "", "recursive", 1,
+                  "include_deleted", 0, "limit", (json_int_t)api->list_limit);
+
+    return page_call(api, "/2/files/list_folder", arg, page,
+                     err != NULL ? err : &scratch);
+}
+
+enum dbxapi_status dbxapi_list_continue(struct dbxapi *api, const char *cursor,
+                                        struct dbxapi_page *page,
+                                        struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    json_t *arg = json_pack("{s:s}", "cursor", cursor);
+
+    return page_call(api, "/2/files/list_folder/continue", arg, page,
+                     err != NULL ? err : &scratch);
+}
+
+enum dbxapi_status dbxapi_get_metadata(struct dbxapi *api, const char *path,
+                                       struct dbxapi_entry *meta,
+                                       struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    json_t *arg = json_pack("{s:s}", "path", path);
+    json_t *root = NULL;
+    enum dbxapi_status st;
+
+    if (err == NULL)
+        err = &scratch;
+    memset(meta, 0, sizeof *meta);
+    st = rpc_call(api, "/2/files/get_metadata", arg, &root, err);
+    if (st == DBXAPI_OK && entry_parse(root, meta) < 0)
+        st = protocol_error(err, "malformed metadata");
+    json_decref(root);
+    json_decref(arg);
+    return st;
+}
+
+/* Parses the metadata a content call answers with (the Dropbox-API-Result
+ * header of a download, the body of an upload) into meta, when the caller
+ * wants it. */
+static enum dbxapi_status meta_parse(const char *text,
+                                     struct dbxapi_entry *meta,
+                                     struct dbxapi_error *err)
+{
+    json_t *root;
+    int rc;
+
+    if (meta == NULL)
+        return DBXAPI_OK;
+    root = json_loads(text != NULL ? text : "", 0, NULL);
+    rc = root != NULL ? entry_parse(root, meta) : -1;
+    json_decref(root);
+    if (rc < 0)
+        return protocol_error(err, "malformed result metadata");
+    return DBXAPI_OK;
+}
+
+/* One content call: the argument in a header, body bytes out and in. */
+static enum dbxapi_status content_call(struct dbxapi *api, const char *endpoint,
+                                       json_t *arg, const char *content_type,
+                                       const void *body, size_t body_len,
+                                       struct hcli_response *resp,
+                                       struct dbxapi_error *err)
+{
+    char *arg_header = arg != NULL ? api_arg_header(arg) : NULL;
+    const char *extra[] = {arg_header, content_type, NULL};
+    enum dbxapi_status st;
+    char *url;
+
+    memset(resp, 0, sizeof *resp);
+    if (arg_header == NULL) {
+        json_decref(arg);
+        return bad_argument(err);
+    }
+    url = xasprintf("%s%s", api->content_url, endpoint);
+    st = api_perform(api, api->content, url, extra, body, body_len,
+                     DBXAPI_CONTENT_TIMEOUT_MS, resp, err);
+    if (st != DBXAPI_OK)
+        LOG_D("dbxapi call endpoint=%s status=%ld result=%s", endpoint,
+              err->http_status, dbxapi_status_name(st));
+    free(arg_header);
+    free(url);
+    json_decref(arg);
+    return st;
+}
+
+enum dbxapi_status dbxapi_download(struct dbxapi *api, const char *path,
+                                   char **data, size_t *len,
+                                   struct dbxapi_entry *meta,
+                                   struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    struct hcli_response resp;
+    enum dbxapi_status st;
+
+    if (err == NULL)
+        err = &scratch;
+    *data = NULL;
+    *len = 0;
+    if (meta != NULL)
+        memset(meta, 0, sizeof *meta);
+
+    /* "Content-Type:" with no value keeps libcurl from sending its form
+     * type; Dropbox rejects a download that carries one. */
+    st =
+        content_call(api, "/2/files/download", json_pack("{s:s}", "path", path),
+                     "Content-Type:", "", 0, &resp, err);
+    if (st == DBXAPI_OK)
+        st = meta_parse(resp.api_result, meta, err);
+    if (st == DBXAPI_OK) {
+        *data = resp.body;
+        *len = resp.body_len;
+        resp.body = NULL;
+        if (*data == NULL)
+            *data = xstrdup("");
+    }
+    hcli_response_free(&resp);
+    return st;
+}
+
+enum dbxapi_status dbxapi_upload(struct dbxapi *api, const char *path,
+                                 const void *data, size_t len,
+                                 struct dbxapi_entry *meta,
+                                 struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    struct hcli_response resp;
+    enum dbxapi_status st;
+    json_t *arg;
+
+    if (err == NULL)
+        err = &scratch;
+    if (meta != NULL)
+        memset(meta, 0, sizeof *meta);
+    if (len > DBXAPI_MAX_UPLOAD) {
+        err->http_status = 0;
+        err->retry_after_s = -1;
+        return protocol_error(err, "file too large for one upload");
+    }
+
+    arg = json_pack("{s:s, s:s, s:b, s:b}", "path", path, "mode", "overwrite",
+                    "autorename", 0, "mute", 1);
+    st = content_call(api, "/2/files/upload", arg,
+                      "Content-Type: application/octet-stream", data, len,
+                      &resp, err);
+    if (st == DBXAPI_OK)
+        st = meta_parse(resp.body, meta, err);
+    hcli_response_free(&resp);
+    return st;
+}
