@@ -169,7 +169,6 @@ char *notifier_body(const char *const *accounts, const int64_t *uids,
         buf_appendf(&b, "%s%lld", i > 0 ? ", " : "", (long long)uids[i]);
     buf_appendf(&b, "]}}");
     body = buf_steal(&b);
-    buf_free(&b); /* buf_steal leaves an empty buffer behind */
     return body;
 }
 

@@ -27,7 +27,8 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A growable byte buffer with a hard maximum chosen by its owner.
- * data is always NUL-terminated (the NUL is not counted in len). */
+ * data is NUL-terminated (the NUL is not counted in len) except after
+ * buf_steal, when it is NULL until the next append. */
 struct buf {
     char *data;
     size_t len;

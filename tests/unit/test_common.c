@@ -129,7 +129,9 @@ static void test_buf_limit(void **state)
     s = buf_steal(&b);
     assert_string_equal(s, "hello1234z");
     assert_int_equal(b.len, 0);
-    assert_string_equal(b.data, "");
+    assert_null(b.data); /* a stolen buffer holds no memory */
+    assert_int_equal(buf_append(&b, "again", 5), 0);
+    assert_string_equal(b.data, "again");
     free(s);
     buf_free(&b);
 }
