@@ -47,6 +47,8 @@ extern char **environ;
 #define DEMO_UPLOAD_ATTEMPTS 5
 #define DEMO_REPORT_MAX 10  /* files named when conversions are missing */
 #define DEMO_PROGRESS_EVERY 10
+#define DEMO_STATS_TRIES 20 /* reads of the stats: see demo_read_stats */
+#define DEMO_STATS_WAIT_MS 100
 
 static volatile sig_atomic_t demo_interrupted;
 
@@ -99,6 +101,7 @@ struct demo {
     struct demo_file *files; /* everything but Markdown first */
     size_t n_files;
     size_t n_md;
+    size_t n_skipped; /* symbolic links and special files */
     size_t n_uploaded;
     struct demo_file **by_html; /* the Markdown files, by html_lower */
     size_t n_verified;
@@ -793,6 +796,8 @@ static int demo_walk(struct demo *d, const char *local, const char *remote,
             rc = demo_walk(d, lp, rp, depth + 1);
         } else if (S_ISREG(st.st_mode)) {
             rc = demo_add_file(d, lp, rp);
+        } else {
+            d->n_skipped++;
         }
         free(lp);
         free(rp);
@@ -1035,6 +1040,27 @@ static void demo_counter(json_t *obj, const char *key, char out[32])
         snprintf(out, 32, "?");
 }
 
+/* The cloud records a delivery once the app's 200 is back, a moment
+ * after the app counted the notification; so the cloud's figure is read
+ * until it has caught up with the app's (briefly: it is only a summary). */
+static void demo_read_stats(struct demo *d, json_t *counters,
+                            json_t **stats)
+{
+    json_int_t received =
+        json_integer_value(json_object_get(counters, "notifications"));
+
+    for (int i = 0; d->admin != NULL && i < DEMO_STATS_TRIES; i++) {
+        json_decref(*stats);
+        *stats = NULL;
+        if (demo_admin(d, "stats", json_object(), stats) < 0)
+            return;
+        if (json_integer_value(json_object_get(
+                *stats, "notifications_delivered")) >= received)
+            return;
+        demo_sleep_ms(DEMO_STATS_WAIT_MS);
+    }
+}
+
 static void demo_summary(struct demo *d, bool ok)
 {
     const char *args[] = {"status", NULL};
@@ -1043,11 +1069,10 @@ static void demo_summary(struct demo *d, bool ok)
     struct buf out;
 
     buf_init(&out, DEMO_MAX_STATUS_JSON);
-    if (d->admin != NULL)
-        demo_admin(d, "stats", json_object(), &stats);
     if (d->account_id != NULL && demo_appctl(d, args, NULL, &out) == 0)
         status = json_loadb(out.data, out.len, 0, NULL);
     counters = json_object_get(status, "counters");
+    demo_read_stats(d, counters, &stats);
     demo_counter(stats, "notifications_delivered", delivered);
     demo_counter(counters, "notifications", received);
     demo_counter(counters, "pages", pages);
@@ -1096,13 +1121,23 @@ static int demo_prepare(struct demo *d)
                                            : "sample/ not found");
         return -1;
     }
-    if (demo_collect_files(d) < 0 || demo_prepare_dirs(d) < 0)
+    if (demo_collect_files(d) < 0)
+        return -1;
+    if (d->n_md == 0) {
+        fprintf(stderr, "demo: no Markdown files (*.md, any case) in %s\n",
+                d->folder);
+        return -1;
+    }
+    if (demo_prepare_dirs(d) < 0)
         return -1;
     demo_child_init(d, &d->cloud, "cloud");
     demo_child_init(d, &d->app, "app");
     printf("data     %s\n", d->dir);
-    printf("folder   %s: %zu files, %zu Markdown\n", d->folder, d->n_files,
+    printf("folder   %s: %zu files, %zu Markdown", d->folder, d->n_files,
            d->n_md);
+    if (d->n_skipped > 0)
+        printf(" (%zu links or special files skipped)", d->n_skipped);
+    printf("\n");
     return 0;
 }
 
@@ -1184,6 +1219,8 @@ int demo_main(int argc, char **argv)
         demo_remove_tree(d.dir, 0);
     else if (d.dir != NULL && rc != 0)
         fprintf(stderr, "demo: logs and data kept in %s\n", d.dir);
+    else if (d.dir != NULL)
+        printf("  data kept in:            %s\n", d.dir);
     demo_free(&d);
     return rc;
 }

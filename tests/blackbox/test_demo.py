@@ -78,6 +78,16 @@ def test_demo_fails_cleanly_without_a_folder(bin_path, tmp_path):
     assert "no folder to import" in r.stderr
 
 
+def test_demo_refuses_a_folder_without_markdown(bin_path, tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("not markdown\n")
+    r = run_demo(bin_path, tmp_path, "--import", str(folder), timeout_s=30)
+    assert r.returncode == 1
+    assert "no Markdown files" in r.stderr
+    assert not list((tmp_path / "tmp").iterdir()), "nothing left behind"
+
+
 def test_demo_usage(bin_path, tmp_path):
     r = run_demo(bin_path, tmp_path, "--help", timeout_s=10)
     assert r.returncode == 0
