@@ -9,21 +9,25 @@
  */
 #include "cloud/delivery.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
+#include "cloud/health.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "common/util.h"
 
-/* Notifications being delivered at once. */
-#define DELIVERY_MAX_INFLIGHT 64
+/* Notifications being delivered at once, over all webhooks. */
+#define DELIVERY_MAX_INFLIGHT 512
 /* Transport error text kept per attempt. */
 #define DELIVERY_ERROR_MAX 256
 /* rand_urlsafe characters in a challenge: 256 bits of entropy, like a
@@ -36,9 +40,11 @@
 /* One attempt in flight.  Strings are owned by the delivery. */
 struct delivery {
     int64_t notification_id;
-    int64_t created_at;   /* the notification's, unix ms */
+    int64_t app_id;
+    int64_t created_at;   /* the retry window's start, unix ms */
     int attempts;         /* attempts made before this one */
     char *app_key;        /* for log lines */
+    char *uri;            /* the webhook URI it went to */
     int64_t started_at;   /* unix ms */
     int64_t started_mono; /* monotonic ms */
     CURL *easy;           /* NULL until started and once finished */
@@ -62,6 +68,8 @@ struct delivery_queue {
     CURLM *multi;
     struct delivery *inflight;
     size_t inflight_count;
+    struct delivery_alert alerts[DELIVERY_MAX_ALERTS];
+    size_t alert_count;
 };
 
 static pthread_once_t delivery_once = PTHREAD_ONCE_INIT;
@@ -98,11 +106,18 @@ static double delivery_random_jitter(void)
 
 /* ---- curl ------------------------------------------------------------ */
 
+static curl_socket_t delivery_open_socket(void *ctx, curlsocktype purpose,
+                                          struct curl_sockaddr *addr);
+
 /* Options both requests share: no redirects, no proxy (a webhook on
  * loopback must never go through one), http and https only. */
 static void delivery_common_opts(CURL *e, const char *uri,
-                                 int64_t timeout_ms, char *errbuf)
+                                 int64_t timeout_ms, bool refuse_private,
+                                 char *errbuf)
 {
+    if (refuse_private)
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+                         delivery_open_socket);
     curl_easy_setopt(e, CURLOPT_URL, uri);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -180,7 +195,8 @@ static int delivery_begin(struct delivery_queue *q, struct delivery *d,
         snprintf(d->errbuf, sizeof(d->errbuf), "curl_easy_init failed");
         return -1;
     }
-    delivery_common_opts(e, uri, q->cfg->deliver_timeout_ms, d->errbuf);
+    delivery_common_opts(e, uri, q->cfg->deliver_timeout_ms,
+                         q->cfg->refuse_private_uris, d->errbuf);
     d->headers = delivery_headers(signature);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->headers);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -207,6 +223,7 @@ static void delivery_free(struct delivery_queue *q, struct delivery *d)
     }
     curl_slist_free_all(d->headers);
     free(d->app_key);
+    free(d->uri);
     free(d->body);
     free(d);
 }
@@ -273,8 +290,92 @@ static void delivery_log(const struct delivery *d,
               (long long)d->notification_id, attempt);
 }
 
+/* Records an alert row; inside the caller's transaction. */
+static void delivery_alert_row(struct delivery_queue *q, int64_t app_id,
+                               const char *kind, const char *reason,
+                               int64_t failures, int64_t attempts,
+                               const char *uri)
+{
+    sqlite3_stmt *st = db_prepare(q->db,
+        "INSERT INTO alerts(app_id, created_at, kind, reason, failures,"
+        " attempts, uri) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+
+    sqlite3_bind_int64(st, 1, app_id);
+    sqlite3_bind_int64(st, 2, delivery_now_ms());
+    db_bind_text(st, 3, kind);
+    db_bind_text(st, 4, reason);
+    sqlite3_bind_int64(st, 5, failures);
+    sqlite3_bind_int64(st, 6, attempts);
+    db_bind_text(st, 7, uri);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        LOG_E("alert not recorded app_id=%lld error=\"%s\"",
+              (long long)app_id, sqlite3_errmsg(q->db));
+    sqlite3_finalize(st);
+}
+
+/* Counts the webhook's attempts and failures over the health window
+ * (from its re-enabling on, and to its current URI only). */
+static void delivery_health_count(struct delivery_queue *q,
+                                  const struct delivery *d, int64_t now,
+                                  int64_t *failures, int64_t *attempts)
+{
+    sqlite3_stmt *st = db_prepare(q->db,
+        "SELECT count(*), coalesce(sum(status != 200), 0) FROM attempts"
+        " WHERE app_id = ?1 AND uri = ?2 AND started_at >= max(?3,"
+        " coalesce((SELECT counted_since FROM webhook_health"
+        "           WHERE app_id = ?1), 0))");
+
+    sqlite3_bind_int64(st, 1, d->app_id);
+    db_bind_text(st, 2, d->uri);
+    sqlite3_bind_int64(st, 3, now - q->cfg->health_window_ms);
+    *failures = *attempts = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *attempts = sqlite3_column_int64(st, 0);
+        *failures = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+}
+
+/* After a failed attempt (recorded in the caller's transaction):
+ * disables the webhook when health_should_disable says so, records the
+ * alert, and keeps it for delivery_take_alerts. */
+static void delivery_check_health(struct delivery_queue *q,
+                                  const struct delivery *d, int64_t now)
+{
+    struct delivery_alert a = {0};
+    sqlite3_stmt *st;
+    char *error;
+    int changed;
+
+    delivery_health_count(q, d, now, &a.failures, &a.attempts);
+    if (!health_should_disable(a.failures, a.attempts))
+        return;
+    health_describe(a.failures, a.attempts, q->cfg->health_window_ms,
+                    a.reason, sizeof(a.reason));
+    error = xasprintf("disabled: %s", a.reason);
+    st = db_prepare(q->db,
+        "UPDATE apps SET webhook_state = 'disabled', webhook_error = ?2"
+        " WHERE id = ?1 AND webhook_state = 'verified'"
+        " AND webhook_uri = ?3");
+    sqlite3_bind_int64(st, 1, d->app_id);
+    db_bind_text(st, 2, error);
+    db_bind_text(st, 3, d->uri);
+    changed = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(q->db) : 0;
+    sqlite3_finalize(st);
+    free(error);
+    if (changed != 1)
+        return; /* already disabled, or its URI changed meanwhile */
+    delivery_alert_row(q, d->app_id, "webhook_disabled", a.reason,
+                       a.failures, a.attempts, d->uri);
+    snprintf(a.app_key, sizeof(a.app_key), "%s", d->app_key);
+    snprintf(a.uri, sizeof(a.uri), "%s", d->uri);
+    if (q->alert_count < DELIVERY_MAX_ALERTS)
+        q->alerts[q->alert_count++] = a;
+}
+
 /* Inserts the attempt and moves the notification on; inside the caller's
- * transaction.  Returns 0 or -1. */
+ * transaction.  A success is marked delivered in this same transaction,
+ * so an acknowledged notification is never sent again.  0 or -1. */
 static int delivery_record(struct delivery_queue *q,
                            const struct delivery *d,
                            const struct delivery_result *res)
@@ -283,16 +384,18 @@ static int delivery_record(struct delivery_queue *q,
     bool ok = res->error[0] == '\0';
     sqlite3_stmt *att = db_prepare(q->db,
         "INSERT INTO attempts(notification_id, started_at, status,"
-        " duration_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)");
+        " duration_ms, error, app_id, uri)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     sqlite3_stmt *upd = db_prepare(q->db,
         "UPDATE notifications SET attempts = attempts + 1,"
         " state = ?2, next_attempt_at = ?3, delivered_at = ?4"
-        " WHERE id = ?1");
+        " WHERE id = ?1 AND state = 'pending'");
     int ret = -1;
 
     if (!ok)
         next_at = notifier_next_attempt_at(d->created_at, now,
                                            q->cfg->retry_base_ms,
+                                           q->cfg->retry_cap_ms,
                                            q->cfg->retry_window_ms,
                                            d->attempts + 1,
                                            delivery_random_jitter());
@@ -301,6 +404,8 @@ static int delivery_record(struct delivery_queue *q,
     sqlite3_bind_int64(att, 3, res->status);
     sqlite3_bind_int64(att, 4, res->duration_ms);
     db_bind_text(att, 5, ok ? NULL : res->error);
+    sqlite3_bind_int64(att, 6, d->app_id);
+    db_bind_text(att, 7, d->uri);
 
     sqlite3_bind_int64(upd, 1, d->notification_id);
     db_bind_text(upd, 2, ok ? "delivered" : next_at < 0 ? "failed"
@@ -316,6 +421,12 @@ static int delivery_record(struct delivery_queue *q,
               (long long)d->notification_id, sqlite3_errmsg(q->db));
     sqlite3_finalize(att);
     sqlite3_finalize(upd);
+    if (ret == 0 && !ok && next_at < 0)
+        delivery_alert_row(q, d->app_id, "notification_failed",
+                           "retry window passed", d->attempts + 1,
+                           d->attempts + 1, d->uri);
+    if (ret == 0 && !ok && d->uri != NULL)
+        delivery_check_health(q, d, now);
     delivery_log(d, res, next_at);
     return ret;
 }
@@ -361,8 +472,7 @@ static void delivery_record_unstarted(struct delivery_queue *q,
 
 /* ---- starting deliveries --------------------------------------------- */
 
-static bool delivery_is_inflight(const struct delivery_queue *q,
-                                 int64_t id)
+bool delivery_queue_inflight(const struct delivery_queue *q, int64_t id)
 {
     for (const struct delivery *d = q->inflight; d != NULL; d = d->next)
         if (d->notification_id == id)
@@ -370,15 +480,26 @@ static bool delivery_is_inflight(const struct delivery_queue *q,
     return false;
 }
 
+/* Requests in flight to one app's webhook. */
+static int delivery_inflight_for(const struct delivery_queue *q,
+                                 int64_t app_id)
+{
+    int count = 0;
+
+    for (const struct delivery *d = q->inflight; d != NULL; d = d->next)
+        if (d->app_id == app_id)
+            count++;
+    return count;
+}
+
 /* Starts the notification in the current row of st (columns as in
- * delivery_start_due).  Returns NULL when it is in flight, or the
- * delivery (reason in errbuf) when it could not start. */
+ * delivery_start_due).  Returns NULL when it started, or the delivery
+ * (reason in errbuf) when it could not start. */
 static struct delivery *delivery_begin_row(struct delivery_queue *q,
                                            sqlite3_stmt *st)
 {
     struct delivery *d = xcalloc(1, sizeof(*d));
     const char *sig = (const char *)sqlite3_column_text(st, 2);
-    const char *uri = (const char *)sqlite3_column_text(st, 6);
 
     d->notification_id = sqlite3_column_int64(st, 0);
     d->body_len = (size_t)sqlite3_column_bytes(st, 1);
@@ -387,14 +508,19 @@ static struct delivery *delivery_begin_row(struct delivery_queue *q,
     d->attempts = sqlite3_column_int(st, 3);
     d->created_at = sqlite3_column_int64(st, 4);
     d->app_key = db_column_dup(st, 5);
+    d->uri = db_column_dup(st, 6);
+    d->app_id = sqlite3_column_int64(st, 8);
     d->started_at = delivery_now_ms();
     d->started_mono = time_mono_ms();
 
-    if (uri == NULL || sig == NULL) {
+    if (d->uri == NULL || sig == NULL) {
         snprintf(d->errbuf, sizeof(d->errbuf), "no webhook URI");
         return d;
     }
-    if (delivery_begin(q, d, uri, sig) != 0)
+    if (q->cfg->refuse_private_uris &&
+        notifier_uri_is_private(d->uri, d->errbuf, sizeof(d->errbuf)))
+        return d;
+    if (delivery_begin(q, d, d->uri, sig) != 0)
         return d;
     d->next = q->inflight;
     q->inflight = d;
@@ -407,10 +533,14 @@ static int64_t delivery_start_due(struct delivery_queue *q)
     int64_t now = delivery_now_ms(), next_due = -1;
     struct delivery *unstarted = NULL, *d;
     sqlite3_stmt *st = db_prepare(q->db,
-        "SELECT n.id, n.body, n.signature, n.attempts, n.created_at,"
-        " a.app_key, a.webhook_uri, n.next_attempt_at"
+        "SELECT n.id, n.body, n.signature, n.attempts,"
+        " coalesce(n.window_start, n.created_at),"
+        " a.app_key, a.webhook_uri, n.next_attempt_at, n.app_id"
         " FROM notifications n JOIN apps a ON a.id = n.app_id"
         " WHERE n.state = 'pending' AND a.webhook_state = 'verified'"
+        /* a re-enabled app's notifications are folded first */
+        " AND NOT EXISTS (SELECT 1 FROM webhook_resume r"
+        "                 WHERE r.app_id = n.app_id)"
         " ORDER BY n.next_attempt_at, n.id LIMIT ?1");
 
     sqlite3_bind_int64(st, 1,
@@ -418,12 +548,17 @@ static int64_t delivery_start_due(struct delivery_queue *q)
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t due = sqlite3_column_int64(st, 7);
 
-        if (delivery_is_inflight(q, sqlite3_column_int64(st, 0)))
+        if (delivery_queue_inflight(q, sqlite3_column_int64(st, 0)))
             continue;
         if (due > now || q->inflight_count >= DELIVERY_MAX_INFLIGHT) {
             next_due = due;
             break;
         }
+        /* A webhook at its limit waits for one of its answers, which
+         * wakes the loop. */
+        if (delivery_inflight_for(q, sqlite3_column_int64(st, 8)) >=
+            q->cfg->inflight_per_webhook)
+            continue;
         d = delivery_begin_row(q, st);
         if (d != NULL) {
             d->next = unstarted;
@@ -494,6 +629,61 @@ void delivery_queue_wakeup(struct delivery_queue *q)
     curl_multi_wakeup(q->multi);
 }
 
+size_t delivery_take_alerts(struct delivery_queue *q,
+                            struct delivery_alert *out, size_t max)
+{
+    size_t n = q->alert_count < max ? q->alert_count : max;
+
+    memcpy(out, q->alerts, n * sizeof(*out));
+    memmove(q->alerts, q->alerts + n,
+            (q->alert_count - n) * sizeof(*q->alerts));
+    q->alert_count -= n;
+    return n;
+}
+
+bool delivery_addr_is_private(const struct sockaddr *addr)
+{
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+
+        return (a >> 24) == 127 || (a >> 24) == 10 ||
+               (a >> 20) == (172u << 4 | 1) ||  /* 172.16/12 */
+               (a >> 16) == (192u << 8 | 168) || /* 192.168/16 */
+               (a >> 16) == (169u << 8 | 254) || /* 169.254/16 */
+               a == 0;
+    }
+    if (addr->sa_family == AF_INET6) {
+        const struct in6_addr *a6 =
+            &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        const uint8_t *b = a6->s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            struct sockaddr_in v4 = {.sin_family = AF_INET};
+
+            memcpy(&v4.sin_addr, b + 12, 4);
+            return delivery_addr_is_private((struct sockaddr *)&v4);
+        }
+        return IN6_IS_ADDR_LOOPBACK(a6) || IN6_IS_ADDR_UNSPECIFIED(a6) ||
+               (b[0] & 0xfe) == 0xfc ||                  /* fc00::/7 */
+               (b[0] == 0xfe && (b[1] & 0xc0) == 0x80); /* fe80::/10 */
+    }
+    return false;
+}
+
+/* Refuses to open a socket to a private address (refuse_private_uris):
+ * this sees every address DNS gave, so a public name that resolves to
+ * a private address is refused too. */
+static curl_socket_t delivery_open_socket(void *ctx, curlsocktype purpose,
+                                          struct curl_sockaddr *addr)
+{
+    (void)ctx;
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        delivery_addr_is_private(&addr->addr))
+        return CURL_SOCKET_BAD;
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
 /* ---- verification ---------------------------------------------------- */
 
 /* The verification answer, kept up to DELIVERY_VERIFY_BODY_MAX bytes. */
@@ -545,8 +735,8 @@ static int delivery_verify_judge(CURL *e, CURLcode rc,
     return 0;
 }
 
-int delivery_verify(const char *uri, int64_t timeout_ms, char *err,
-                    size_t err_size)
+int delivery_verify(const char *uri, int64_t timeout_ms,
+                    bool refuse_private, char *err, size_t err_size)
 {
     char challenge[DELIVERY_CHALLENGE_LEN + 1];
     char errbuf[CURL_ERROR_SIZE];
@@ -570,7 +760,7 @@ int delivery_verify(const char *uri, int64_t timeout_ms, char *err,
         snprintf(err, err_size, "curl_easy_init failed");
         goto out;
     }
-    delivery_common_opts(e, url, timeout_ms, errbuf);
+    delivery_common_opts(e, url, timeout_ms, refuse_private, errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, delivery_verify_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, vb);
 

@@ -97,20 +97,63 @@ static void test_next_attempt_window(void **state)
     const int64_t created = 1000000, window = 600000;
 
     (void)state;
-    assert_int_equal(notifier_next_attempt_at(created, created + 5, 1000,
+    assert_int_equal(notifier_next_attempt_at(created, created + 5, 1000, 0,
                                               window, 1, 0.0),
                      created + 1005);
     /* Capped at the end of the window... */
     assert_int_equal(notifier_next_attempt_at(created, created + 590000,
-                                              1000, window, 12, 0.0),
+                                              1000, 0, window, 12, 0.0),
                      created + window);
     /* ...and given up once the window has passed. */
     assert_int_equal(notifier_next_attempt_at(created, created + window,
-                                              1000, window, 13, 0.0),
+                                              1000, 0, window, 13, 0.0),
                      -1);
     assert_int_equal(notifier_next_attempt_at(created, created + window + 1,
-                                              1000, window, 1, 0.0),
+                                              1000, 0, window, 1, 0.0),
                      -1);
+}
+
+/* The cap bounds one delay; the window still ends the retries. */
+static void test_next_attempt_cap(void **state)
+{
+    const int64_t created = 1000000, window = 600000;
+
+    (void)state;
+    assert_int_equal(notifier_next_attempt_at(created, created + 100, 1000,
+                                              5000, window, 8, 0.0),
+                     created + 5100);
+    assert_int_equal(notifier_next_attempt_at(created, created + 100, 1000,
+                                              5000, window, 2, 0.0),
+                     created + 2100);
+    assert_int_equal(notifier_next_attempt_at(created, created + 598000,
+                                              1000, 5000, window, 9, 0.0),
+                     created + window);
+}
+
+static void test_uri_private(void **state)
+{
+    static const char *const refused[] = {
+        "http://localhost:80/h", "http://LOCALHOST./h", "http://127.0.0.1/",
+        "http://127.9.9.9:8/", "http://[::1]:9/", "http://10.1.2.3/",
+        "http://172.16.0.1/", "http://172.31.255.255/",
+        "http://192.168.1.1/", "http://169.254.169.254/latest",
+        "http://[fc00::1]/", "http://[fd12::1]/", "http://[fe80::1]/",
+        "http://[::ffff:10.0.0.1]/", "https://a.localhost/"};
+    static const char *const allowed[] = {
+        "http://172.32.0.1/", "http://172.15.0.1/", "https://example.com/",
+        "http://8.8.8.8/", "http://[2001:db8::1]/", "http://192.169.0.1/"};
+    char err[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        err[0] = '\0';
+        if (!notifier_uri_is_private(refused[i], err, sizeof(err)))
+            fail_msg("not refused: %s", refused[i]);
+        assert_non_null(strstr(err, "loopback or private"));
+    }
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (notifier_uri_is_private(allowed[i], err, sizeof(err)))
+            fail_msg("refused: %s", allowed[i]);
 }
 
 /* ---- a scripted loopback webhook ------------------------------------- */
@@ -131,6 +174,7 @@ struct receiver {
     struct recorded req[TEST_MAX_REQUESTS];
     size_t count;
     int statuses[TEST_MAX_REQUESTS]; /* POST answers in order; 0: 200 */
+    int always; /* when set: every POST's answer */
 };
 
 static char *dup_or_null(const char *s)
@@ -175,6 +219,11 @@ static void receiver_handle(void *ctx, const struct hsrv_request *req,
     if (strcmp(hsrv_method(req), "POST") == 0) {
         int status = i < TEST_MAX_REQUESTS && r->statuses[i] != 0
                          ? r->statuses[i] : 200;
+
+        if (r->always != 0)
+            status = r->always;
+        if (strcmp(path, "/slowpost") == 0)
+            usleep(400 * 1000);
         hsrv_reply_str(resp, status, "text/plain", "ok");
         return;
     }
@@ -572,6 +621,150 @@ static void test_resume_after_restart(void **state)
     free(url);
 }
 
+/* An account waiting in a backing-off notification absorbs a new
+ * change: no second notification, and the retry covers it. */
+static void test_coalesce_absorbs(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t account = 1;
+
+    (void)state;
+    r->statuses[0] = 500;
+    fixture_start(&f, 1000, 800);
+    seed(f.db, url);
+    mark(&f, &account, 1);
+    wait_requests(r, 1);
+    mark(&f, &account, 1);
+    wait_state(f.db, "SELECT count(*) FROM webhook_pending", 0);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM notifications"),
+                     1);
+    wait_requests(r, 2);
+    assert_string_equal(r->req[1].body, r->req[0].body);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM notifications"),
+                     1);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+/* A change while the account's notification is in flight makes it
+ * pending again: a second notification follows. */
+static void test_change_in_flight_goes_pending(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/slowpost");
+    const int64_t account = 1;
+
+    (void)state;
+    fixture_start(&f, 1000, 1000);
+    seed(f.db, url);
+    mark(&f, &account, 1);
+    for (int i = 0; i < TEST_WAIT_MS / 10 && receiver_count(r) < 1; i++)
+        usleep(10 * 1000);
+    mark(&f, &account, 1); /* the first POST is still being answered */
+    wait_requests(r, 2);
+    assert_string_equal(r->req[1].body, r->req[0].body);
+    wait_state(f.db, "SELECT count(*) FROM notifications"
+                     " WHERE state = 'delivered'", 2);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+/* A disabled webhook receives nothing but keeps collecting; enabling it
+ * folds the waiting notification and the pending pairs into one. */
+static void test_enable_folds_everything(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t account = 2;
+    const char *want = "{\"list_folder\": {\"accounts\": [\"dbid:A\","
+                       " \"dbid:B\"]}, \"delta\": {\"users\": [1001, 1002]}}";
+
+    (void)state;
+    fixture_open(&f);
+    seed(f.db, url);
+    assert_int_equal(db_exec(f.db,
+        "UPDATE apps SET webhook_state = 'disabled' WHERE id = 1;"
+        "INSERT INTO notifications(id, app_id, body, signature, state,"
+        " attempts, next_attempt_at, created_at)"
+        " VALUES (7, 1, 'old', 'old', 'pending', 3, 0, 0);"
+        "INSERT INTO notification_accounts VALUES (7, 1);"), 0);
+    fixture_run(&f);
+    mark(&f, &account, 1);
+    usleep(300 * 1000);
+    assert_int_equal(receiver_count(r), 0);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM webhook_pending"),
+                     1);
+
+    assert_int_equal(db_begin(f.db), 0);
+    assert_int_equal(notifier_enable_tx(f.db, 1, 0), 0);
+    assert_int_equal(db_commit(f.db), 0);
+    notifier_wake(f.n);
+    wait_requests(r, 1);
+    assert_string_equal(r->req[0].body, want);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM notifications"
+                                     " WHERE id = 7 AND state = 'merged'"),
+                     1);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+}
+
+/* A webhook failing every attempt is disabled once it passes 35
+ * failures; the alert is recorded and the alert command runs. */
+static void test_disable_on_health(void **state)
+{
+    struct fixture f;
+    struct receiver *r = receiver_start();
+    char *url = receiver_url(r, "/hook");
+    const int64_t account = 1;
+    char *alert_file, *cmd, *text = NULL;
+
+    (void)state;
+    r->always = 500;
+    fixture_open(&f);
+    alert_file = xasprintf("%s/alert.txt", f.dir);
+    cmd = xasprintf("echo \"$DBXHOOK_APP_KEY $DBXHOOK_FAILURES"
+                    " $DBXHOOK_ATTEMPTS\" > %s", alert_file);
+    f.cfg.retry_base_ms = 2;
+    f.cfg.retry_cap_ms = 2;
+    f.cfg.retry_window_ms = 20000;
+    f.cfg.alert_command = cmd;
+    fixture_run(&f);
+    seed(f.db, url);
+    mark(&f, &account, 1);
+    wait_state(f.db, "SELECT count(*) FROM apps WHERE id = 1"
+                     " AND webhook_state = 'disabled'", 1);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM attempts"), 36);
+    assert_int_equal(query_int(f.db, "SELECT failures FROM alerts"
+                                     " WHERE kind = 'webhook_disabled'"),
+                     36);
+    for (int i = 0; i < TEST_WAIT_MS / 10 && text == NULL; i++) {
+        usleep(10 * 1000);
+        text = file_read_all(alert_file, 1024, NULL);
+        if (text != NULL && strchr(text, '\n') == NULL) {
+            free(text);
+            text = NULL;
+        }
+    }
+    assert_non_null(text);
+    assert_string_equal(text, "key1 36 36\n");
+    /* No more attempts once disabled. */
+    usleep(100 * 1000);
+    assert_int_equal(query_int(f.db, "SELECT count(*) FROM attempts"), 36);
+    free(text);
+    fixture_stop(&f);
+    receiver_stop(r);
+    free(url);
+    free(cmd);
+    free(alert_file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +773,12 @@ int main(void)
         cmocka_unit_test(test_body_escapes),
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_next_attempt_window),
+        cmocka_unit_test(test_next_attempt_cap),
+        cmocka_unit_test(test_uri_private),
+        cmocka_unit_test(test_coalesce_absorbs),
+        cmocka_unit_test(test_change_in_flight_goes_pending),
+        cmocka_unit_test(test_enable_folds_everything),
+        cmocka_unit_test(test_disable_on_health),
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_deliver_batch),
         cmocka_unit_test(test_deliver_retries),
