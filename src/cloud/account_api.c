@@ -1,5 +1,5 @@
 /*
- * account_api: users/get_current_account.
+ * account_api: users/get_current_account and auth/token/revoke.
  *
  * The real service knows much more about a person than we do; the fields
  * it always sends are filled from the account row (name and email) or
@@ -17,6 +17,8 @@
 
 /* Longest display name we split into given name and surname. */
 #define ACCOUNT_NAME_MAX 512
+/* Space of a Basic account: 2 GiB, as the real service allocates. */
+#define ACCOUNT_ALLOCATED (2ll * 1024 * 1024 * 1024)
 
 /* {given_name, surname, familiar_name, display_name, abbreviated_name}
  * from a display name: the first word is the given name. */
@@ -105,5 +107,55 @@ void account_get_current(struct api_call *c)
         api_internal_error(c);
         return;
     }
+    api_reply_json(c, result);
+}
+
+void account_token_revoke(struct api_call *c)
+{
+    int rc;
+
+    if (!json_is_null(c->arg)) {
+        api_bad_input(c, "%s: expected null, got value", c->arg_from);
+        return;
+    }
+    store_lock(c->store);
+    rc = auth_revoke(c->store, c->auth.token_hash);
+    store_unlock(c->store);
+    if (rc < 0) {
+        api_internal_error(c);
+        return;
+    }
+    LOG_I("token revoked account=%s", c->auth.account_id);
+    hsrv_reply_str(c->resp, 200, "application/json", "null");
+}
+
+void account_get_space_usage(struct api_call *c)
+{
+    struct store *s = c->store;
+    sqlite3_stmt *st;
+    json_int_t used = -1;
+    json_t *alloc, *result;
+
+    if (!json_is_null(c->arg)) {
+        api_bad_input(c, "%s: expected null, got value", c->arg_from);
+        return;
+    }
+    store_lock(s);
+    st = db_prepare(s->db, "SELECT COALESCE(SUM(size), 0) FROM entries"
+                           " WHERE account = ?1 AND tag = 'file'");
+    sqlite3_bind_int64(st, 1, c->auth.account);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        used = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    store_unlock(s);
+    if (used < 0) {
+        api_internal_error(c);
+        return;
+    }
+    alloc = api_tag("individual", NULL);
+    json_object_set_new(alloc, "allocated", json_integer(ACCOUNT_ALLOCATED));
+    result = json_object();
+    json_object_set_new(result, "used", json_integer(used));
+    json_object_set_new(result, "allocation", alloc);
     api_reply_json(c, result);
 }

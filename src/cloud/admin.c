@@ -3,9 +3,12 @@
  */
 #include "cloud/admin.h"
 
+#include "cloud/admin_webhooks.h"
 #include "cloud/auth.h"
+#include "cloud/faults.h"
 #include "cloud/journal.h"
 #include "cloud/notifier.h"
+#include "cloud/oauth.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -64,7 +67,7 @@ static void rand_lower_alnum(char *out, size_t n)
     out[n] = '\0';
 }
 
-static void admin_reply(struct hsrv_response *resp, int status, json_t *o)
+void admin_reply(struct hsrv_response *resp, int status, json_t *o)
 {
     char *text = json_dumps(o, JSON_COMPACT);
 
@@ -73,8 +76,7 @@ static void admin_reply(struct hsrv_response *resp, int status, json_t *o)
     json_decref(o);
 }
 
-static void admin_error(struct hsrv_response *resp, int status,
-                        const char *msg)
+void admin_error(struct hsrv_response *resp, int status, const char *msg)
 {
     json_t *o = json_object();
 
@@ -305,6 +307,8 @@ static void admin_webhook_set(struct store *s, json_t *body,
                         ok ? NULL : err);
     store_unlock(s);
 
+    if (ok) /* notifications waiting for this webhook go out now */
+        notifier_wake(s->notifier);
     LOG_I("webhook set app=%s state=%s", key, ok ? "verified" : "failed");
     o = json_pack("{s:s}", "state", ok ? "verified" : "failed");
     if (!ok)
@@ -403,6 +407,9 @@ static const struct {
     {"links/create", admin_link_create},
     {"webhooks/set", admin_webhook_set},
     {"stats", admin_stats},
+    {"apps/set_redirect_uris", oauth_admin_set_redirect_uris},
+    {"faults/set", faults_admin_set},
+    {"faults/clear", faults_admin_clear},
 };
 
 static bool admin_authorized(const char *token,
@@ -431,6 +438,8 @@ void admin_dispatch(struct store *s, const char *admin_token,
         if (strcmp(admin_routes[i].name, name) == 0)
             handle = admin_routes[i].handle;
     }
+    if (handle == NULL)
+        handle = admin_webhooks_find(name);
     if (handle == NULL) {
         admin_error(resp, 404, "unknown admin call");
         return;

@@ -11,12 +11,19 @@
 #include "cloud/store.h"
 #include "common/http_server.h"
 
+#include <jansson.h>
+
 /* Largest admin request body. */
 #define ADMIN_BODY_MAX (64u * 1024)
 
 /* Reads DATA/admin.token, creating it when missing.  Returns the token
  * (caller frees) or NULL. */
 char *admin_token_ensure(const char *dir);
+
+/* Answers JSON o (stolen) with status. */
+void admin_reply(struct hsrv_response *resp, int status, json_t *o);
+/* Answers {"error": msg} with status. */
+void admin_error(struct hsrv_response *resp, int status, const char *msg);
 
 /* Handles a request whose path starts with "/admin/". */
 void admin_dispatch(struct store *s, const char *admin_token,

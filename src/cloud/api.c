@@ -5,7 +5,9 @@
 #include "cloud/api.h"
 
 #include "cloud/account_api.h"
+#include "cloud/faults.h"
 #include "cloud/files_api.h"
+#include "cloud/ratelimit.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -20,10 +22,15 @@
 
 enum api_style { STYLE_RPC, STYLE_UPLOAD, STYLE_DOWNLOAD };
 
+/* Access rules of a route (see api_authenticate). */
+#define API_SCOPE_NONE NULL     /* any valid token; no scope needed */
+#define API_NO_AUTH ""          /* no Authorization at all (longpoll) */
+#define API_SCOPE_WRITE "files.content.write"
+
 struct api_route {
     const char *name;
     enum api_style style;
-    const char *scope; /* required scope */
+    const char *scope; /* required scope, API_SCOPE_NONE or API_NO_AUTH */
     void (*handle)(struct api_call *c);
 };
 
@@ -42,6 +49,23 @@ static const struct api_route api_routes[] = {
      files_download},
     {"users/get_current_account", STYLE_RPC, "account_info.read",
      account_get_current},
+    {"users/get_space_usage", STYLE_RPC, "account_info.read",
+     account_get_space_usage},
+    {"files/list_folder/longpoll", STYLE_RPC, API_NO_AUTH,
+     files_list_folder_longpoll},
+    {"files/create_folder_v2", STYLE_RPC, API_SCOPE_WRITE,
+     files_create_folder},
+    {"files/move_v2", STYLE_RPC, API_SCOPE_WRITE, files_move},
+    {"files/copy_v2", STYLE_RPC, API_SCOPE_WRITE, files_copy},
+    {"files/list_revisions", STYLE_RPC, "files.metadata.read",
+     files_list_revisions},
+    {"files/upload_session/start", STYLE_UPLOAD, API_SCOPE_WRITE,
+     files_upload_session_start},
+    {"files/upload_session/append_v2", STYLE_UPLOAD, API_SCOPE_WRITE,
+     files_upload_session_append},
+    {"files/upload_session/finish", STYLE_UPLOAD, API_SCOPE_WRITE,
+     files_upload_session_finish},
+    {"auth/token/revoke", STYLE_RPC, API_SCOPE_NONE, account_token_revoke},
 };
 
 json_t *api_tag(const char *tag, json_t *member)
@@ -245,6 +269,22 @@ static const struct api_route *route_find(const char *name)
     return NULL;
 }
 
+static bool route_no_auth(const struct api_route *r)
+{
+    return r->scope != NULL && r->scope[0] == '\0';
+}
+
+/* Write routes count against the write limit as well. */
+static bool route_writes(const struct api_route *r)
+{
+    return r->scope != NULL && strcmp(r->scope, API_SCOPE_WRITE) == 0;
+}
+
+bool api_route_known(const char *name)
+{
+    return route_find(name) != NULL;
+}
+
 /* RPC bodies are JSON; content uploads are bytes.  Like the real
  * service, a wrong Content-Type is refused rather than guessed at. */
 static int check_content_type(struct api_call *c, enum api_style style)
@@ -289,6 +329,9 @@ static int api_authenticate(struct api_call *c, const char *scope)
                          "\"Authorization\".  Expecting \"Bearer "
                          "<oauth2-access-token>\".");
         return -1;
+    case AUTH_BAD_TOKEN:
+        api_bad_input(c, "The given OAuth 2 access token is malformed.");
+        return -1;
     case AUTH_ERROR:
         api_internal_error(c);
         return -1;
@@ -299,7 +342,7 @@ static int api_authenticate(struct api_call *c, const char *scope)
                                 NULL));
         return -1;
     }
-    if (!auth_has_scope(c->auth.scopes, scope)) {
+    if (scope != API_SCOPE_NONE && !auth_has_scope(c->auth.scopes, scope)) {
         json_t *e = api_tag("missing_scope", NULL);
 
         json_object_set_new(e, "required_scope", json_string(scope));
@@ -351,6 +394,90 @@ static int api_decode_arg(struct api_call *c, enum api_style style)
     return 0;
 }
 
+/* 429 with Retry-After and a RateLimitError body. */
+static void api_reply_429(struct hsrv_response *resp, const char *reason,
+                          int retry_after_s)
+{
+    json_t *o = json_pack("{s:s+, s:{s:{s:s}, s:i}}", "error_summary",
+                          reason, "/..", "error", "reason", ".tag", reason,
+                          "retry_after", retry_after_s);
+    char *text = json_dumps(o, JSON_COMPACT);
+    char secs[16];
+
+    snprintf(secs, sizeof secs, "%d", retry_after_s);
+    hsrv_reply_str(resp, 429, "application/json", text);
+    hsrv_add_header(resp, "Retry-After", secs);
+    free(text);
+    json_decref(o);
+}
+
+/* The account a call concerns: the token's, or for a route without
+ * authentication (longpoll) the owner of the cursor it names. */
+static int64_t api_call_account(struct api_call *c)
+{
+    const char *text = json_string_value(json_object_get(c->arg, "cursor"));
+    struct cursor cur;
+    const char *why;
+    int64_t account;
+
+    if (c->auth.account != 0 || text == NULL)
+        return c->auth.account;
+    if (cursor_decode(text, c->store->cursor_key, &cur, &why) < 0)
+        return 0;
+    account = cur.account;
+    cursor_clear(&cur);
+    return account;
+}
+
+/* Answers the call with an armed fault (faults.h); 0 when none. */
+static int api_fault(struct api_call *c, enum fault_kind k)
+{
+    switch (k) {
+    case FAULT_NONE:
+        return 0;
+    case FAULT_429:
+        api_reply_429(c->resp, "too_many_requests", 1);
+        break;
+    case FAULT_500:
+        api_internal_error(c);
+        break;
+    case FAULT_EXPIRED:
+    case FAULT_INVALID:
+        api_reply_error(c->resp, 401,
+                        api_tag(k == FAULT_EXPIRED ? "expired_access_token"
+                                                   : "invalid_access_token",
+                                NULL));
+        break;
+    case FAULT_RESET:
+        api_route_error(c, api_tag("reset", NULL));
+        break;
+    }
+    LOG_I("fault injected route=%s fault=%s", c->route, faults_kind_name(k));
+    return -1;
+}
+
+/* Runs before every handler: armed faults, then the rate limits.
+ * Answers and returns -1 when the call must not run. */
+static int api_gate(struct api_call *c, const struct api_route *r)
+{
+    int64_t account = api_call_account(c);
+    enum ratelimit_verdict v;
+    int retry_after;
+
+    if (account == 0)
+        return 0;
+    if (api_fault(c, faults_take(account, r->name)) < 0)
+        return -1;
+    v = ratelimit_take(account, route_writes(r), &retry_after);
+    if (v == RATELIMIT_OK)
+        return 0;
+    api_reply_429(c->resp, v == RATELIMIT_TOO_MANY_WRITES
+                               ? "too_many_write_operations"
+                               : "too_many_requests",
+                  retry_after);
+    return -1;
+}
+
 static void api_run(struct api_call *c, const struct api_route *r)
 {
     size_t len = 0;
@@ -361,9 +488,11 @@ static void api_run(struct api_call *c, const struct api_route *r)
                        "Request body too large");
         return;
     }
-    if (check_content_type(c, r->style) < 0 ||
-        api_authenticate(c, r->scope) < 0 ||
-        api_decode_arg(c, r->style) < 0)
+    if (check_content_type(c, r->style) < 0)
+        return;
+    if (!route_no_auth(r) && api_authenticate(c, r->scope) < 0)
+        return;
+    if (api_decode_arg(c, r->style) < 0 || api_gate(c, r) < 0)
         return;
     r->handle(c);
 }

@@ -43,6 +43,9 @@ struct api_call {
 void api_dispatch(struct store *s, const struct hsrv_request *req,
                   struct hsrv_response *resp);
 
+/* True when name ("files/list_folder") is a route we serve. */
+bool api_route_known(const char *name);
+
 /* Field kinds for api_arg_check.  ARG_ANY accepts any JSON value and
  * leaves checking to the handler. */
 enum api_arg_type { ARG_STRING, ARG_BOOL, ARG_UINT, ARG_ANY };

@@ -11,7 +11,10 @@
 
 #include "cloud/admin.h"
 #include "cloud/api.h"
+#include "cloud/auth.h"
 #include "cloud/notifier.h"
+#include "cloud/oauth.h"
+#include "cloud/ratelimit.h"
 #include "cloud/store.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -38,10 +41,27 @@ struct cloud_opts {
     bool http;
     const char *port_file;
     struct notifier_config notify;
+    int64_t journal_max_age_s;  /* 0: keep the journal forever */
+    int64_t longpoll_min_s;     /* smallest longpoll timeout accepted */
+    struct oauth_config oauth;
+    int64_t rate_limit;         /* calls per second per account; 0: off */
+    int64_t write_rate_limit;   /* write calls per second per account */
 };
+
+/* Long options of OAuth and the rate limits. */
+enum {
+    OPT_OAUTH_AUTO = 2000,
+    OPT_TOKEN_LIFETIME,
+    OPT_RATE_LIMIT,
+    OPT_WRITE_RATE_LIMIT,
+};
+
+/* Long options without a short letter (files API tuning). */
+enum { OPT_JOURNAL_MAX_AGE = 1000, OPT_LONGPOLL_MIN };
 
 struct cloud {
     struct store *store;
+    struct oauth_config oauth;
     char *admin_token;
     struct notifier *notifier;
     struct hsrv *server;
@@ -64,6 +84,29 @@ static void cloud_usage(FILE *out)
             "  --batch-ms N             gathering window (10)\n"
             "  --retry-base-ms N        first retry delay (1000)\n"
             "  --retry-window-ms N      give up after (600000)\n"
+            "  --retry-cap-ms N         longest retry delay (120000)\n"
+            "  --health-window-ms N     webhook health window (600000)\n"
+            "  --batch-max-accounts N   accounts per notification (100)\n"
+            "  --inflight-per-webhook N requests in flight per webhook "
+            "(8)\n"
+            "  --alert-command CMD      run via /bin/sh when a webhook is "
+            "disabled\n"
+            "  --refuse-private-uris    refuse loopback and private "
+            "webhook URIs\n"
+            "  --journal-max-age-s N    compact older journal rows; "
+            "older cursors\n"
+            "                           get 'reset' (0: never; default "
+            "0)\n"
+            "  --longpoll-min-timeout-s N  smallest longpoll timeout "
+            "(30)\n"
+            "  --oauth-auto-approve     approve OAuth requests without "
+            "the page\n"
+            "  --token-lifetime-s N     OAuth access token lifetime "
+            "(14400)\n"
+            "  --rate-limit N           API calls per second per account "
+            "(0: off)\n"
+            "  --write-rate-limit N     write calls per second per "
+            "account (0: off)\n"
             "  --help                   this text\n");
 }
 
@@ -120,9 +163,61 @@ static const struct option cloud_long_opts[] = {
     {"batch-ms", required_argument, NULL, 'b'},
     {"retry-base-ms", required_argument, NULL, 'r'},
     {"retry-window-ms", required_argument, NULL, 'w'},
+    {"retry-cap-ms", required_argument, NULL, 'C'},
+    {"health-window-ms", required_argument, NULL, 'W'},
+    {"batch-max-accounts", required_argument, NULL, 'M'},
+    {"inflight-per-webhook", required_argument, NULL, 'I'},
+    {"alert-command", required_argument, NULL, 'A'},
+    {"refuse-private-uris", no_argument, NULL, 'P'},
+    {"journal-max-age-s", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
+    {"longpoll-min-timeout-s", required_argument, NULL, OPT_LONGPOLL_MIN},
+    {"oauth-auto-approve", no_argument, NULL, OPT_OAUTH_AUTO},
+    {"token-lifetime-s", required_argument, NULL, OPT_TOKEN_LIFETIME},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"write-rate-limit", required_argument, NULL, OPT_WRITE_RATE_LIMIT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* A non-negative count (seconds, calls per second). */
+static int parse_count(const char *name, const char *text, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno != 0 || v < 0 ||
+        v > INT32_MAX) {
+        fprintf(stderr, "dbxhook cloud: %s needs a number, got '%s'\n",
+                name, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The options of OAuth and the rate limits. */
+static int cloud_opt_auth(int ch, struct cloud_opts *o)
+{
+    switch (ch) {
+    case OPT_OAUTH_AUTO: o->oauth.auto_approve = true; return 0;
+    case OPT_TOKEN_LIFETIME:
+        if (parse_count("--token-lifetime-s", optarg,
+                        &o->oauth.token_lifetime_s) < 0)
+            return -1;
+        if (o->oauth.token_lifetime_s > 0)
+            return 0;
+        fprintf(stderr, "dbxhook cloud: --token-lifetime-s must be > 0\n");
+        return -1;
+    case OPT_RATE_LIMIT:
+        return parse_count("--rate-limit", optarg, &o->rate_limit);
+    case OPT_WRITE_RATE_LIMIT:
+        return parse_count("--write-rate-limit", optarg,
+                           &o->write_rate_limit);
+    default: return -1;
+    }
+}
 
 static int cloud_opt(int ch, struct cloud_opts *o)
 {
@@ -140,13 +235,35 @@ static int cloud_opt(int ch, struct cloud_opts *o)
     case 'r': return parse_ms("--retry-base-ms", optarg, &n->retry_base_ms);
     case 'w': return parse_ms("--retry-window-ms", optarg,
                               &n->retry_window_ms);
+    case 'C': return parse_ms("--retry-cap-ms", optarg, &n->retry_cap_ms);
+    case 'W': return parse_ms("--health-window-ms", optarg,
+                              &n->health_window_ms);
+    case 'A': n->alert_command = optarg; return 0;
+    case 'P': n->refuse_private_uris = true; return 0;
+    case 'M':
+    case 'I': {
+        int64_t v = 0;
+
+        if (parse_ms(ch == 'M' ? "--batch-max-accounts"
+                               : "--inflight-per-webhook", optarg, &v) < 0)
+            return -1;
+        *(ch == 'M' ? &n->batch_max_accounts : &n->inflight_per_webhook) =
+            v > 1000 ? 1000 : (int)v;
+        return 0;
+    }
+    case OPT_JOURNAL_MAX_AGE:
+        return parse_ms("--journal-max-age-s", optarg,
+                        &o->journal_max_age_s);
+    case OPT_LONGPOLL_MIN:
+        return parse_ms("--longpoll-min-timeout-s", optarg,
+                        &o->longpoll_min_s);
     case 'l':
         if (parse_listen(optarg, o) == 0)
             return 0;
         fprintf(stderr, "dbxhook cloud: --listen needs ADDR:PORT, got "
                         "'%s'\n", optarg);
         return -1;
-    default: return -1;
+    default: return cloud_opt_auth(ch, o);
     }
 }
 
@@ -159,9 +276,13 @@ static int cloud_parse(int argc, char **argv, struct cloud_opts *o)
     o->data = "./dbxhook-data/cloud";
     snprintf(o->addr, sizeof o->addr, "127.0.0.1");
     o->port = 8443;
+    o->longpoll_min_s = 30;
     o->notify = (struct notifier_config){
         .verify_timeout_ms = 10000, .deliver_timeout_ms = 10000,
-        .batch_ms = 10, .retry_base_ms = 1000, .retry_window_ms = 600000};
+        .batch_ms = 10, .retry_base_ms = 1000, .retry_window_ms = 600000,
+        .retry_cap_ms = 120000, .health_window_ms = 600000,
+        .batch_max_accounts = 100, .inflight_per_webhook = 8};
+    o->oauth.token_lifetime_s = OAUTH_TOKEN_LIFETIME_S;
     optind = 1;
     opterr = 1;
     while ((ch = getopt_long(argc, argv, "", cloud_long_opts, NULL)) != -1) {
@@ -192,6 +313,8 @@ static void cloud_handle(void *ctx, const struct hsrv_request *req,
         api_dispatch(c->store, req, resp);
     else if (strncmp(path, "/admin/", 7) == 0)
         admin_dispatch(c->store, c->admin_token, req, resp);
+    else if (strncmp(path, "/oauth2/", 8) == 0)
+        oauth_dispatch(c->store, &c->oauth, req, resp);
     else
         hsrv_reply_str(resp, 404, "text/plain; charset=utf-8",
                        "Not found\n");
@@ -259,6 +382,8 @@ static int cloud_tls(const struct cloud_opts *o, char **cert, char **key,
 
 static void cloud_stop(struct cloud *c)
 {
+    if (c->store != NULL)
+        store_stop_waiters(c->store);
     if (c->server != NULL)
         hsrv_stop(c->server);
     if (c->notifier != NULL)
@@ -289,6 +414,13 @@ static int cloud_run(struct cloud_opts *o)
     if (c.store == NULL || (c.admin_token = admin_token_ensure(o->data)) ==
                                NULL || cloud_tls(o, &cert, &key, &ca) < 0)
         goto out;
+    if (auth_init(c.store) < 0 || oauth_init(c.store) < 0)
+        goto out;
+    c.oauth = o->oauth;
+    ratelimit_configure((unsigned)o->rate_limit,
+                        (unsigned)o->write_rate_limit);
+    c.store->journal_max_age_s = o->journal_max_age_s;
+    c.store->longpoll_min_s = o->longpoll_min_s;
     o->notify.db_path = c.store->db_path;
     c.notifier = notifier_start(&o->notify);
     if (c.notifier == NULL)

@@ -158,11 +158,59 @@ out:
     free(lower);
 }
 
+/* One code point of valid UTF-8 at p (jansson output is valid); sets
+ * *len to its byte count. */
+static unsigned long utf8_decode(const unsigned char *p, int *len)
+{
+    if (p[0] < 0xe0) {
+        *len = 2;
+        return ((p[0] & 0x1fUL) << 6) | (p[1] & 0x3f);
+    }
+    if (p[0] < 0xf0) {
+        *len = 3;
+        return ((p[0] & 0x0fUL) << 12) | ((p[1] & 0x3fUL) << 6) |
+               (p[2] & 0x3f);
+    }
+    *len = 4;
+    return ((p[0] & 0x07UL) << 18) | ((p[1] & 0x3fUL) << 12) |
+           ((p[2] & 0x3fUL) << 6) | (p[3] & 0x3f);
+}
+
+char *files_json_header(const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    const unsigned char *p = (const unsigned char *)text;
+    struct buf b;
+    int len;
+
+    buf_init(&b, 0);
+    while (p != NULL && *p != '\0') {
+        unsigned long cp;
+
+        if (*p < 0x7f) {
+            buf_append(&b, p++, 1);
+            continue;
+        }
+        len = 1;
+        cp = *p == 0x7f ? 0x7f : utf8_decode(p, &len);
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            buf_appendf(&b, "\\u%04lx\\u%04lx", 0xd800 + (cp >> 10),
+                        0xdc00 + (cp & 0x3ff));
+        } else {
+            buf_appendf(&b, "\\u%04lx", cp);
+        }
+        p += len;
+    }
+    free(text);
+    return buf_steal(&b);
+}
+
 static void files_reply_download(struct api_call *c, const struct entry *e)
 {
     char *path = store_blob_path(c->store, e->content_hash);
     json_t *meta = store_entry_json(e);
-    char *result = json_dumps(meta, JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *result = files_json_header(meta);
     size_t len = 0;
     char *data = file_read_all(path, API_UPLOAD_BODY_MAX + 1, &len);
 
@@ -189,6 +237,27 @@ static const struct api_field download_fields[] = {
     {"rev", ARG_STRING, false},
 };
 
+/* Download of an old version: "rev:..." as the path, or the deprecated
+ * rev field beside a path (which must be where that version was). */
+static void files_download_rev(struct api_call *c, const char *rev,
+                               const struct entry *at)
+{
+    struct entry e;
+    int found = files_revision_get(c->store, c->auth.account, rev, &e);
+
+    if (found == 0 && at != NULL &&
+        strcmp(e.path_lower, at->path_lower) != 0 &&
+        (at->file_id == NULL || strcmp(e.file_id, at->file_id) != 0))
+        found = 1;
+    if (found < 0)
+        api_internal_error(c);
+    else if (found == 1)
+        api_route_error(c, files_lookup_error("path", "not_found"));
+    else
+        files_reply_download(c, &e);
+    store_entry_clear(&e);
+}
+
 void files_download(struct api_call *c)
 {
     const char *path, *rev;
@@ -202,14 +271,18 @@ void files_download(struct api_call *c)
     rev = api_arg_str(c, "rev");
     if (files_check_path_pattern(c, path, false, read_path_pattern) < 0)
         return;
+    if (strncmp(path, "rev:", 4) == 0) {
+        files_download_rev(c, path + 4, NULL);
+        return;
+    }
     r = files_resolve(c, path, false, &e, &lower);
     if (r == FILES_FAILED)
         api_internal_error(c);
     else if (r == FILES_MALFORMED)
         api_route_error(c, files_lookup_error("path", "malformed_path"));
-    else if (r != FILES_FOUND || strcmp(e.tag, "deleted") == 0 ||
-             (rev != NULL && strcmp(e.tag, "file") == 0 &&
-              strcmp(rev, e.rev) != 0))
+    else if (r == FILES_FOUND && rev != NULL)
+        files_download_rev(c, rev, &e);
+    else if (r != FILES_FOUND || strcmp(e.tag, "deleted") == 0)
         api_route_error(c, files_lookup_error("path", "not_found"));
     else if (strcmp(e.tag, "file") != 0)
         api_route_error(c, files_lookup_error("path", "not_file"));

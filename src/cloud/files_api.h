@@ -3,13 +3,16 @@
  * call whose caller is authenticated, whose scope is checked and whose
  * argument is decoded (api.h), checks the argument's fields and answers.
  *
- * The list_folder family lives in listing.c, upload in files_upload.c,
+ * The list_folder family lives in listing.c, longpoll in longpoll.c,
+ * upload in files_upload.c, upload sessions in upload_session.c, create
+ * folder, move and copy in files_move.c, list_revisions in revisions.c,
  * the others in files_api.c.
  */
 #ifndef DBX_CLOUD_FILES_API_H
 #define DBX_CLOUD_FILES_API_H
 
 #include "cloud/api.h"
+#include "cloud/fsops.h"
 #include "cloud/store.h"
 
 #include <jansson.h>
@@ -21,6 +24,33 @@ void files_get_metadata(struct api_call *c);
 void files_delete(struct api_call *c);
 void files_upload(struct api_call *c);
 void files_download(struct api_call *c);
+void files_list_folder_longpoll(struct api_call *c);
+void files_create_folder(struct api_call *c);
+void files_move(struct api_call *c);
+void files_copy(struct api_call *c);
+void files_list_revisions(struct api_call *c);
+void files_upload_session_start(struct api_call *c);
+void files_upload_session_append(struct api_call *c);
+void files_upload_session_finish(struct api_call *c);
+
+/* The WriteError union (new reference) for a failed write. */
+json_t *files_write_error(enum fsop_error err);
+
+/* The revision rev of the account as a file entry (release with
+ * store_entry_clear).  Takes the store lock.  0 found, 1 none, -1. */
+int files_revision_get(struct store *s, int64_t account, const char *rev,
+                       struct entry *out);
+
+/* JSON text of v for an HTTP header, the way the real service writes
+ * it: compact, every non-ASCII character and DEL as a lowercase \uXXXX
+ * escape (surrogate pairs above U+FFFF).  Caller frees. */
+char *files_json_header(const json_t *v);
+
+/* Reads the WriteMode, autorename, strict_conflict and client_modified
+ * of an upload (from obj: the argument, or a commit) into u.  Answers
+ * 400 and returns -1 on a bad value. */
+int files_commit_info(struct api_call *c, const json_t *obj,
+                      struct fsop_upload *u);
 
 /* Where a path argument points. */
 enum files_lookup {

@@ -27,9 +27,10 @@ static const struct api_field upload_fields[] = {
 /* The WriteMode union arrives as "add" or {".tag": "add"}; update
  * carries the rev being replaced.  Answers 400 and returns -1 when it is
  * none of them. */
-static int upload_mode(struct api_call *c, struct fsop_upload *u)
+static int upload_mode(struct api_call *c, const json_t *obj,
+                       struct fsop_upload *u)
 {
-    json_t *m = json_object_get(c->arg, "mode");
+    json_t *m = json_object_get(obj, "mode");
     const char *tag = NULL;
 
     u->mode = FSOP_ADD;
@@ -59,9 +60,11 @@ static int upload_mode(struct api_call *c, struct fsop_upload *u)
 }
 
 /* Parses client_modified ("YYYY-MM-DDTHH:MM:SSZ"). */
-static int upload_client_modified(struct api_call *c, struct fsop_upload *u)
+static int upload_client_modified(struct api_call *c, const json_t *obj,
+                                  struct fsop_upload *u)
 {
-    const char *t = api_arg_str(c, "client_modified");
+    const char *t = json_string_value(json_object_get(obj,
+                                                      "client_modified"));
     struct tm tm;
     const char *end;
 
@@ -77,6 +80,16 @@ static int upload_client_modified(struct api_call *c, struct fsop_upload *u)
     }
     u->client_modified = (int64_t)timegm(&tm);
     u->has_client_modified = true;
+    return 0;
+}
+
+int files_commit_info(struct api_call *c, const json_t *obj,
+                      struct fsop_upload *u)
+{
+    if (upload_mode(c, obj, u) < 0 || upload_client_modified(c, obj, u) < 0)
+        return -1;
+    u->autorename = json_is_true(json_object_get(obj, "autorename"));
+    u->strict = json_is_true(json_object_get(obj, "strict_conflict"));
     return 0;
 }
 
@@ -138,7 +151,7 @@ void files_upload(struct api_call *c)
     enum fsop_error err;
 
     if (api_arg_check(c, upload_fields, ARRAY_LEN(upload_fields)) < 0 ||
-        upload_mode(c, &u) < 0 || upload_client_modified(c, &u) < 0)
+        files_commit_info(c, c->arg, &u) < 0)
         return;
     path = api_arg_str(c, "path");
     if (path[0] != '/' && strncmp(path, "id:", 3) != 0 &&

@@ -3,6 +3,7 @@
  * rows and its notifier mark.
  */
 #include "cloud/fsops.h"
+#include "cloud/fsops_int.h"
 
 #include "cloud/journal.h"
 #include "cloud/notifier.h"
@@ -13,16 +14,15 @@
 #include "common/util.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Deepest path that an upload may create parents for, in components. */
-#define FSOP_DEPTH_MAX 256
 #define FILE_ID_CHARS 22
 
 /* Writes e as the row of its path (insert or replace in place). */
-static int entry_put(struct store *s, int64_t account, const struct entry *e)
+int fsop_entry_put(struct store *s, int64_t account, const struct entry *e)
 {
     sqlite3_stmt *st = db_prepare(
         s->db,
@@ -57,7 +57,7 @@ static int entry_put(struct store *s, int64_t account, const struct entry *e)
     return rc;
 }
 
-static char *new_file_id(void)
+char *fsop_new_file_id(void)
 {
     char r[FILE_ID_CHARS + 1];
 
@@ -65,14 +65,86 @@ static char *new_file_id(void)
     return xasprintf("id:%s", r);
 }
 
-/* The missing ancestors of a path, deepest first. */
-struct ancestors {
-    char *display[FSOP_DEPTH_MAX];
-    char *lower[FSOP_DEPTH_MAX];
-    int count;
-};
+char *fsop_new_rev(int64_t seq)
+{
+    unsigned char rnd[2];
 
-static void ancestors_free(struct ancestors *a)
+    rand_bytes(rnd, sizeof rnd);
+    return xasprintf("%09" PRIx64 "%02x%02x", (uint64_t)seq, rnd[0],
+                     rnd[1]);
+}
+
+int fsop_revision_add(struct store *s, int64_t account,
+                      const struct entry *e)
+{
+    sqlite3_stmt *st = db_prepare(
+        s->db, "INSERT INTO revisions (account, rev, file_id, path_lower,"
+               " path_display, content_hash, size, client_modified,"
+               " server_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+               " ?9)");
+    int rc = 0;
+
+    sqlite3_bind_int64(st, 1, account);
+    db_bind_text(st, 2, e->rev);
+    db_bind_text(st, 3, e->file_id);
+    db_bind_text(st, 4, e->path_lower);
+    db_bind_text(st, 5, e->path_display);
+    db_bind_text(st, 6, e->content_hash);
+    sqlite3_bind_int64(st, 7, e->size);
+    sqlite3_bind_int64(st, 8, e->client_modified);
+    sqlite3_bind_int64(st, 9, e->server_modified);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        LOG_E("revision write failed err=%s", sqlite3_errmsg(s->db));
+        rc = -1;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* "name (n).ext" (files) or "name (n)" (folders) beside display. */
+static char *autorename_candidate(const char *display, bool is_file,
+                                  int n)
+{
+    const char *name = pathx_name(display);
+    const char *dot = is_file ? strrchr(name, '.') : NULL;
+    size_t base_len;
+
+    if (dot == NULL || dot == name)
+        dot = name + strlen(name);
+    base_len = (size_t)(dot - display);
+    return xasprintf("%.*s (%d)%s", (int)base_len, display, n, dot);
+}
+
+int fsop_autorename(struct store *s, int64_t account, const char *display,
+                    bool is_file, char **out_display, char **out_lower)
+{
+    for (int n = 1; n <= FSOP_AUTORENAME_MAX; n++) {
+        char *cand = autorename_candidate(display, is_file, n);
+        char *d = NULL, *l = NULL;
+        struct entry e;
+        int found = -1;
+
+        if (pathx_normalize(cand, false, &d, &l) == PATHX_OK)
+            found = store_entry_get(s, account, l, &e);
+        free(cand);
+        if (found == 0 && strcmp(e.tag, "deleted") == 0)
+            found = 1;
+        if (found == 0)
+            store_entry_clear(&e);
+        if (found == 1) {
+            *out_display = d;
+            *out_lower = l;
+            return 0;
+        }
+        free(d);
+        free(l);
+        if (found < 0)
+            return -1;
+    }
+    return -1;
+}
+
+void fsop_ancestors_free(struct fsop_ancestors *a)
 {
     for (int i = 0; i < a->count; i++) {
         free(a->display[i]);
@@ -83,10 +155,10 @@ static void ancestors_free(struct ancestors *a)
 
 /* Walks up from the parent of lower until an existing folder; collects
  * the missing or deleted ones.  A file on the way is a conflict. */
-static enum fsop_error ancestors_check(struct store *s, int64_t account,
+enum fsop_error fsop_ancestors_check(struct store *s, int64_t account,
                                        const char *display,
                                        const char *lower,
-                                       struct ancestors *a)
+                                       struct fsop_ancestors *a)
 {
     char *d = pathx_parent(display), *l = pathx_parent(lower);
     enum fsop_error err = FSOP_OK;
@@ -121,8 +193,8 @@ static enum fsop_error ancestors_check(struct store *s, int64_t account,
 }
 
 /* Creates the collected folders top-down, one journal row each. */
-static int ancestors_create(struct store *s, int64_t account,
-                            const struct ancestors *a)
+int fsop_ancestors_create(struct store *s, int64_t account,
+                            const struct fsop_ancestors *a)
 {
     for (int i = a->count - 1; i >= 0; i--) {
         struct entry e = {.tag = "folder"};
@@ -130,8 +202,8 @@ static int ancestors_create(struct store *s, int64_t account,
 
         e.path_lower = a->lower[i];
         e.path_display = a->display[i];
-        e.file_id = new_file_id();
-        rc = entry_put(s, account, &e);
+        e.file_id = fsop_new_file_id();
+        rc = fsop_entry_put(s, account, &e);
         if (rc == 0)
             rc = journal_append(s, journal_next_seq(s), account, &e);
         free(e.file_id);
@@ -144,50 +216,54 @@ static int ancestors_create(struct store *s, int64_t account,
 }
 
 /* Decides what an upload does with the current row of its path:
- * FSOP_OK with *same set when the content is already there. */
+ * FSOP_OK with *same set when the content is already there.  Strict
+ * conflict checking refuses an update of a missing file, and identical
+ * content where the mode would otherwise conflict. */
 static enum fsop_error upload_decide(const struct fsop_upload *u,
                                      const struct entry *cur, int found,
                                      const char *hash, bool *same)
 {
+    bool rev_ok;
+
     *same = false;
     if (found != 0 || strcmp(cur->tag, "deleted") == 0)
-        return FSOP_OK;
+        return u->strict && u->mode == FSOP_UPDATE ? FSOP_CONFLICT_FILE
+                                                   : FSOP_OK;
     if (strcmp(cur->tag, "folder") == 0)
         return FSOP_CONFLICT_FOLDER;
-    if (cur->content_hash && strcmp(cur->content_hash, hash) == 0) {
+    rev_ok = u->mode == FSOP_OVERWRITE ||
+             (u->mode == FSOP_UPDATE && cur->rev && u->update_rev &&
+              strcmp(cur->rev, u->update_rev) == 0);
+    if (cur->content_hash && strcmp(cur->content_hash, hash) == 0 &&
+        (rev_ok || !u->strict)) {
         *same = true;
         return FSOP_OK;
     }
-    if (u->mode == FSOP_OVERWRITE)
-        return FSOP_OK;
-    if (u->mode == FSOP_UPDATE && cur->rev && u->update_rev &&
-        strcmp(cur->rev, u->update_rev) == 0)
-        return FSOP_OK;
-    return FSOP_CONFLICT_FILE;
+    return rev_ok ? FSOP_OK : FSOP_CONFLICT_FILE;
 }
 
-/* Writes the file row and its journal row; *meta gets its metadata. */
+/* Writes the file row, its revision and its journal row; *meta gets
+ * its metadata. */
 static int upload_write(struct store *s, const struct fsop_upload *u,
                         const struct entry *cur, int found,
                         const char *hash, json_t **meta)
 {
     struct entry e = {.tag = "file"};
     int64_t seq = journal_next_seq(s), now = time_now_s();
-    char rnd[4];
     int rc;
 
-    rand_bytes(rnd, 2);
     e.path_lower = (char *)u->lower;
     e.path_display = (char *)u->display;
     e.file_id = found == 0 && cur->file_id ? xstrdup(cur->file_id)
-                                           : new_file_id();
-    e.rev = xasprintf("%09" PRIx64 "%02x%02x", (uint64_t)seq,
-                      (unsigned char)rnd[0], (unsigned char)rnd[1]);
+                                           : fsop_new_file_id();
+    e.rev = fsop_new_rev(seq);
     e.content_hash = (char *)hash;
     e.size = (int64_t)u->len;
     e.server_modified = now;
     e.client_modified = u->has_client_modified ? u->client_modified : now;
-    rc = entry_put(s, u->account, &e);
+    rc = fsop_entry_put(s, u->account, &e);
+    if (rc == 0)
+        rc = fsop_revision_add(s, u->account, &e);
     if (rc == 0)
         rc = journal_append(s, seq, u->account, &e);
     if (rc == 0)
@@ -197,13 +273,31 @@ static int upload_write(struct store *s, const struct fsop_upload *u,
     return rc;
 }
 
+/* With autorename, moves a conflicting upload to "name (n).ext": u
+ * then points at the new path (owned by *d and *l), and *cur and *found
+ * describe it. */
+static enum fsop_error upload_rename(struct store *s, struct fsop_upload *u,
+                                     struct entry *cur, int *found,
+                                     char **d, char **l)
+{
+    if (fsop_autorename(s, u->account, u->display, true, d, l) < 0)
+        return FSOP_INTERNAL;
+    u->display = *d;
+    u->lower = *l;
+    store_entry_clear(cur);
+    *found = store_entry_get(s, u->account, u->lower, cur);
+    return *found < 0 ? FSOP_INTERNAL : FSOP_OK;
+}
+
 /* The part of an upload that runs under the lock, in a transaction. */
 static enum fsop_error upload_locked(struct store *s,
-                                     const struct fsop_upload *u,
+                                     const struct fsop_upload *orig,
                                      const char *hash, const char *tmp,
                                      json_t **meta, bool *changed)
 {
-    struct ancestors a = {.count = 0};
+    struct fsop_ancestors a = {.count = 0};
+    struct fsop_upload u = *orig;
+    char *rd = NULL, *rl = NULL;
     struct entry cur;
     enum fsop_error err;
     bool same = false;
@@ -212,26 +306,34 @@ static enum fsop_error upload_locked(struct store *s,
     *changed = false;
     if (db_begin(s->db) < 0)
         return FSOP_INTERNAL;
-    err = ancestors_check(s, u->account, u->display, u->lower, &a);
-    found = store_entry_get(s, u->account, u->lower, &cur);
+    err = fsop_ancestors_check(s, u.account, u.display, u.lower, &a);
+    found = store_entry_get(s, u.account, u.lower, &cur);
     if (err == FSOP_OK && found < 0)
         err = FSOP_INTERNAL;
     if (err == FSOP_OK)
-        err = upload_decide(u, &cur, found, hash, &same);
+        err = upload_decide(&u, &cur, found, hash, &same);
+    if ((err == FSOP_CONFLICT_FILE || err == FSOP_CONFLICT_FOLDER) &&
+        u.autorename) {
+        u.mode = FSOP_ADD;
+        err = upload_rename(s, &u, &cur, &found, &rd, &rl);
+    }
     if (err != FSOP_OK || same) {
         if (same)
             *meta = store_entry_json(&cur);
         goto out;
     }
 
-    if (ancestors_create(s, u->account, &a) < 0 ||
-        upload_write(s, u, &cur, found, hash, meta) < 0 ||
-        notifier_mark_pending_tx(s->db, u->account) < 0 ||
+    if (fsop_ancestors_create(s, u.account, &a) < 0 ||
+        upload_write(s, &u, &cur, found, hash, meta) < 0 ||
+        notifier_mark_pending_tx(s->db, u.account) < 0 ||
         store_blob_adopt(s, tmp, hash) < 0 || db_commit(s->db) < 0) {
         err = FSOP_INTERNAL;
         goto out;
     }
     *changed = true;
+    store_changed(s);
+    LOG_I("file stored account=%lld path=%s size=%zu",
+          (long long)u.account, u.display, u.len);
 out:
     if (!*changed)
         db_rollback(s->db);
@@ -240,8 +342,22 @@ out:
         *meta = NULL;
     }
     store_entry_clear(&cur);
-    ancestors_free(&a);
+    fsop_ancestors_free(&a);
+    free(rd);
+    free(rl);
     return err;
+}
+
+/* Stages the body as a blob file unless the caller staged it. */
+static char *upload_stage(struct store *s, const struct fsop_upload *u,
+                          char hash[SIG_HEX_LEN + 1])
+{
+    if (u->staged != NULL) {
+        snprintf(hash, SIG_HEX_LEN + 1, "%s", u->staged_hash);
+        return xstrdup(u->staged);
+    }
+    content_hash_buf(u->data, u->len, hash);
+    return store_blob_stage(s, u->data, u->len);
 }
 
 enum fsop_error fsop_upload(struct store *s, const struct fsop_upload *u,
@@ -253,8 +369,7 @@ enum fsop_error fsop_upload(struct store *s, const struct fsop_upload *u,
     bool changed;
 
     *meta = NULL;
-    content_hash_buf(u->data, u->len, hash);
-    tmp = store_blob_stage(s, u->data, u->len);
+    tmp = upload_stage(s, u, hash);
     if (tmp == NULL)
         return FSOP_INTERNAL;
 
@@ -264,12 +379,8 @@ enum fsop_error fsop_upload(struct store *s, const struct fsop_upload *u,
     if (!changed)
         unlink(tmp);
     free(tmp);
-    if (changed) {
-        LOG_I("file stored account=%lld path=%s size=%zu",
-              (long long)u->account, u->display, u->len);
-        if (s->notifier != NULL)
-            notifier_wake(s->notifier);
-    }
+    if (changed && s->notifier != NULL)
+        notifier_wake(s->notifier);
     return err;
 }
 
@@ -363,6 +474,7 @@ static enum fsop_error delete_locked(struct store *s, int64_t account,
         db_rollback(s->db);
         return FSOP_INTERNAL;
     }
+    store_changed(s);
     for (size_t i = 0; i < json_array_size(*hashes); i++)
         store_blob_release(s,
                            json_string_value(json_array_get(*hashes, i)));

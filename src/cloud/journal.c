@@ -54,17 +54,90 @@ int journal_append(struct store *s, int64_t seq, int64_t account,
     return rc;
 }
 
-int64_t journal_account_head(struct store *s, int64_t account)
+/* Runs a query of one integer with the account as ?1; 0 if no row. */
+static int64_t journal_scalar(struct store *s, const char *sql,
+                              int64_t account)
 {
-    sqlite3_stmt *st = db_prepare(
-        s->db, "SELECT COALESCE(MAX(seq), 0) FROM journal WHERE account = ?1");
-    int64_t head = 0;
+    sqlite3_stmt *st = db_prepare(s->db, sql);
+    int64_t v = 0;
 
     sqlite3_bind_int64(st, 1, account);
     if (sqlite3_step(st) == SQLITE_ROW)
-        head = sqlite3_column_int64(st, 0);
+        v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return head;
+    return v;
+}
+
+int64_t journal_account_head(struct store *s, int64_t account)
+{
+    return journal_scalar(
+        s, "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM journal"
+           " WHERE account = ?1), (SELECT COALESCE(MAX(seq), 0)"
+           " FROM journal_floor WHERE account = ?1))", account);
+}
+
+int64_t journal_account_floor(struct store *s, int64_t account)
+{
+    return journal_scalar(s, "SELECT seq FROM journal_floor"
+                             " WHERE account = ?1", account);
+}
+
+/* The floor moves up to the newest row removed, per account. */
+static const char floor_sql[] =
+    "INSERT INTO journal_floor (account, seq)"
+    " SELECT account, MAX(seq) FROM journal WHERE created_at < ?1"
+    " GROUP BY account"
+    " ON CONFLICT(account) DO UPDATE SET seq = MAX(seq, excluded.seq)";
+
+int64_t journal_compact(struct store *s)
+{
+    int64_t now = time_mono_ms(), cutoff, removed = 0;
+    sqlite3_stmt *st;
+
+    if (s->journal_max_age_s <= 0 || now - s->compacted_at < 1000)
+        return 0;
+    s->compacted_at = now;
+    cutoff = time_now_s() - s->journal_max_age_s;
+    if (db_begin(s->db) < 0)
+        return -1;
+    st = db_prepare(s->db, floor_sql);
+    sqlite3_bind_int64(st, 1, cutoff);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        removed = -1;
+    sqlite3_finalize(st);
+    st = db_prepare(s->db, "DELETE FROM journal WHERE created_at < ?1");
+    sqlite3_bind_int64(st, 1, cutoff);
+    if (removed == 0 && sqlite3_step(st) == SQLITE_DONE)
+        removed = sqlite3_changes(s->db);
+    else
+        removed = -1;
+    sqlite3_finalize(st);
+    if (removed < 0 || db_commit(s->db) < 0) {
+        LOG_E("journal compaction failed err=%s", sqlite3_errmsg(s->db));
+        db_rollback(s->db);
+        return -1;
+    }
+    if (removed > 0)
+        LOG_I("journal compacted rows=%lld max_age_s=%lld",
+              (long long)removed, (long long)s->journal_max_age_s);
+    return removed;
+}
+
+bool journal_has_changes(struct store *s, int64_t account,
+                         const char *prefix, bool recursive, int64_t seq)
+{
+    sqlite3_stmt *st = db_prepare(
+        s->db, "SELECT 1 FROM journal WHERE account = ?1 AND seq > ?2"
+               UNDER_PREFIX " LIMIT 1");
+    bool found;
+
+    sqlite3_bind_int64(st, 1, account);
+    sqlite3_bind_int64(st, 2, seq);
+    db_bind_text(st, 3, prefix);
+    sqlite3_bind_int(st, 4, recursive ? 1 : 0);
+    found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
 }
 
 /* SQLite returns the bare column (metadata) from the row that holds the

@@ -24,8 +24,22 @@ int64_t journal_next_seq(struct store *s);
 int journal_append(struct store *s, int64_t seq, int64_t account,
                    const struct entry *e);
 
-/* The account's last seq, 0 when it has no change yet. */
+/* The account's last seq (compacted rows included), 0 when it has no
+ * change yet. */
 int64_t journal_account_head(struct store *s, int64_t account);
+
+/* The highest seq of the account's rows that compaction removed, 0 when
+ * none: a cursor before it can no longer be served (reset). */
+int64_t journal_account_floor(struct store *s, int64_t account);
+
+/* Removes journal rows older than s->journal_max_age_s (when set), at
+ * most once a second, remembering each account's floor.  Returns the
+ * number of rows removed, or -1. */
+int64_t journal_compact(struct store *s);
+
+/* True when the account has a change after seq under prefix. */
+bool journal_has_changes(struct store *s, int64_t account,
+                         const char *prefix, bool recursive, int64_t seq);
 
 /* Appends to entries (a JSON array) at most limit changes after seq
  * under prefix (recursive, or direct children only), one per path in

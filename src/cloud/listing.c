@@ -214,7 +214,7 @@ void files_list_folder_continue(struct api_call *c)
 {
     struct cursor cur;
     const char *why = NULL;
-    int64_t head;
+    int64_t head, floor;
     bool ok;
 
     if (api_arg_check(c, continue_fields, ARRAY_LEN(continue_fields)) < 0)
@@ -232,10 +232,13 @@ void files_list_folder_continue(struct api_call *c)
     }
 
     store_lock(c->store);
+    journal_compact(c->store);
     head = store_journal_head(c->store);
+    floor = journal_account_floor(c->store, cur.account);
     store_unlock(c->store);
-    if (cur.seq > head) {
-        /* The journal was reset under the cursor (a new database). */
+    if (cur.seq > head || cur.seq < floor) {
+        /* The journal was reset under the cursor (a new database), or
+         * compacted past it: the client must list afresh. */
         api_route_error(c, api_tag("reset", NULL));
     } else {
         listing_answer(c, &cur);

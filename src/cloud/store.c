@@ -48,18 +48,50 @@
     " tag TEXT NOT NULL,"                                                   \
     " metadata TEXT NOT NULL,"                                              \
     " created_at INTEGER NOT NULL);"                                        \
-    "CREATE INDEX IF NOT EXISTS journal_account ON journal(account, seq);"
+    "CREATE INDEX IF NOT EXISTS journal_account ON journal(account, seq);"\
+    "CREATE INDEX IF NOT EXISTS journal_age ON journal(created_at);"       \
+    /* Highest seq compacted away per account: older cursors reset. */     \
+    "CREATE TABLE IF NOT EXISTS journal_floor ("                            \
+    " account INTEGER PRIMARY KEY,"                                         \
+    " seq INTEGER NOT NULL);"                                               \
+    /* Every stored version of every file, for rev: and list_revisions. */ \
+    "CREATE TABLE IF NOT EXISTS revisions ("                                \
+    " account INTEGER NOT NULL REFERENCES accounts(id),"                    \
+    " rev TEXT NOT NULL,"                                                   \
+    " file_id TEXT NOT NULL,"                                               \
+    " path_lower TEXT NOT NULL,"                                            \
+    " path_display TEXT NOT NULL,"                                          \
+    " content_hash TEXT NOT NULL,"                                          \
+    " size INTEGER NOT NULL,"                                               \
+    " client_modified INTEGER NOT NULL,"                                    \
+    " server_modified INTEGER NOT NULL,"                                    \
+    " PRIMARY KEY(account, rev));"                                          \
+    "CREATE INDEX IF NOT EXISTS revisions_path"                             \
+    " ON revisions(account, path_lower);"                                   \
+    "CREATE INDEX IF NOT EXISTS revisions_id"                               \
+    " ON revisions(account, file_id);"                                      \
+    "CREATE INDEX IF NOT EXISTS revisions_hash ON revisions(content_hash);"\
+    /* Open upload sessions; their bytes are in blobs/sessions/<id>. */     \
+    "CREATE TABLE IF NOT EXISTS upload_sessions ("                          \
+    " id TEXT PRIMARY KEY,"                                                 \
+    " account INTEGER NOT NULL REFERENCES accounts(id),"                    \
+    " size INTEGER NOT NULL,"                                               \
+    " closed INTEGER NOT NULL DEFAULT 0,"                                   \
+    " created_at INTEGER NOT NULL);"
 
 static int store_dirs(struct store *s)
 {
     char *tmp = xasprintf("%s/tmp", s->blob_dir);
+    char *sessions = xasprintf("%s/sessions", s->blob_dir);
     int rc = 0;
 
-    if (mkdir_p(s->dir, 0700) < 0 || mkdir_p(tmp, 0700) < 0) {
+    if (mkdir_p(s->dir, 0700) < 0 || mkdir_p(tmp, 0700) < 0 ||
+        mkdir_p(sessions, 0700) < 0) {
         LOG_E("store mkdir failed dir=%s errno=%d", s->dir, errno);
         rc = -1;
     }
     free(tmp);
+    free(sessions);
     return rc;
 }
 
@@ -69,6 +101,8 @@ struct store *store_open(const char *dir)
     char *key_path = xasprintf("%s/cursor.key", dir);
 
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->changed, NULL);
+    s->longpoll_min_s = 30;
     s->dir = xstrdup(dir);
     s->db_path = xasprintf("%s/cloud.db", dir);
     s->blob_dir = xasprintf("%s/blobs", dir);
@@ -96,6 +130,7 @@ void store_close(struct store *s)
     if (s->db != NULL)
         db_close(s->db);
     pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->changed);
     free(s->dir);
     free(s->db_path);
     free(s->blob_dir);
@@ -218,10 +253,24 @@ json_t *store_entry_json(const struct entry *e)
     return o;
 }
 
+void store_changed(struct store *s)
+{
+    pthread_cond_broadcast(&s->changed);
+}
+
+void store_stop_waiters(struct store *s)
+{
+    store_lock(s);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->changed);
+    store_unlock(s);
+}
+
 int64_t store_journal_head(struct store *s)
 {
-    sqlite3_stmt *st =
-        db_prepare(s->db, "SELECT COALESCE(MAX(seq), 0) FROM journal");
+    sqlite3_stmt *st = db_prepare(
+        s->db, "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM journal),"
+               " (SELECT COALESCE(MAX(seq), 0) FROM journal_floor))");
     int64_t head = 0;
 
     if (sqlite3_step(st) == SQLITE_ROW)
@@ -318,7 +367,8 @@ void store_blob_release(struct store *s, const char *content_hash)
 {
     sqlite3_stmt *st = db_prepare(
         s->db, "SELECT 1 FROM entries WHERE content_hash = ?1"
-               " AND tag = 'file' LIMIT 1");
+               " AND tag = 'file' UNION ALL SELECT 1 FROM revisions"
+               " WHERE content_hash = ?1 LIMIT 1");
     char *path;
 
     db_bind_text(st, 1, content_hash);

@@ -37,6 +37,11 @@ struct store {
     char *blob_dir;        /* dir/blobs */
     struct notifier *notifier; /* set once started; may be NULL */
     unsigned char cursor_key[CURSOR_KEY_LEN];
+    pthread_cond_t changed;    /* broadcast after each committed change */
+    int64_t journal_max_age_s; /* compact older journal rows; 0: never */
+    int64_t compacted_at;      /* last compaction (monotonic ms) */
+    int64_t longpoll_min_s;    /* smallest longpoll timeout accepted */
+    bool stopping;             /* set once: waiters return at once */
 };
 
 /* One row of entries.  Strings owned; release with store_entry_clear. */
@@ -78,8 +83,17 @@ void store_entry_read(sqlite3_stmt *st, struct entry *out);
 /* The Dropbox metadata object of e (new reference). */
 json_t *store_entry_json(const struct entry *e);
 
-/* The account-independent journal head: the highest seq, 0 if none. */
+/* The account-independent journal head: the highest seq ever given
+ * (compacted rows included), 0 if none. */
 int64_t store_journal_head(struct store *s);
+
+/* Lock held, after a commit that changed entries: wakes the longpolls
+ * (they wait on s->changed with the store lock). */
+void store_changed(struct store *s);
+
+/* Takes the lock: sets s->stopping and wakes every waiter, so that
+ * longpolls answer before the server joins its threads. */
+void store_stop_waiters(struct store *s);
 
 /* Blob files.  store_blob_stage writes data to a fresh temporary file
  * (fsynced) without the lock and returns its path (caller frees), or NULL.
@@ -90,8 +104,8 @@ int store_blob_adopt(struct store *s, const char *tmp_path,
                      const char *content_hash);
 /* Path of the blob of content_hash (caller frees). */
 char *store_blob_path(struct store *s, const char *content_hash);
-/* Lock held, after a commit: removes the blob when no live entry refers
- * to it any more. */
+/* Lock held, after a commit: removes the blob when no live entry and no
+ * revision refers to it any more (so old revisions stay readable). */
 void store_blob_release(struct store *s, const char *content_hash);
 
 #endif

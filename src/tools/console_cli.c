@@ -57,7 +57,19 @@ static void console_usage(FILE *out)
             "  link --app KEY --account ID [--scopes \"s1 s2\"]\n"
             "  webhook-set --app KEY --uri URI  (exit 1 if verification "
             "failed)\n"
-            "  stats\n");
+            "  stats\n"
+            "  webhook-enable --app KEY   (verifies again; exit 1 if it "
+            "failed)\n"
+            "  webhook-disable --app KEY\n"
+            "  deliveries --app KEY [--limit N]\n"
+            "  attempts (--app KEY | --notification ID) [--limit N]\n"
+            "  redeliver --notification ID\n"
+            "  alerts [--app KEY]\n"
+            "  app-redirect-uris --app KEY --uri URI [--uri URI ...]\n"
+            "  fault --account ID --kind KIND [--count N] [--route ROUTE]\n"
+            "        (KIND: 429, 500, expired_access_token, "
+            "invalid_access_token, reset)\n"
+            "  fault-clear --account ID\n");
 }
 
 /* Reads "--name value" pairs of a command into the body, by the table
@@ -98,6 +110,117 @@ static int console_require(const char *cmd, json_t *body,
 
 #define OPTS(...) ((const char *const[]){__VA_ARGS__})
 
+/* The webhook delivery commands (issue 4): true when cmd is one of
+ * them, with console_build's status in *rc. */
+static bool console_build_delivery(int argc, char **argv,
+                                   struct console_call *call, int *rc)
+{
+    static const struct {
+        const char *cmd, *name, *required; /* required: member or NULL */
+    } table[] = {
+        {"webhook-enable", "webhooks/enable", "app_key"},
+        {"webhook-disable", "webhooks/disable", "app_key"},
+        {"deliveries", "deliveries/list", "app_key"},
+        {"attempts", "attempts/list", NULL},
+        {"redeliver", "deliveries/redeliver", "notification_id"},
+        {"alerts", "alerts/list", NULL},
+    };
+    size_t i = 0;
+
+    while (i < ARRAY_LEN(table) && strcmp(argv[0], table[i].cmd) != 0)
+        i++;
+    if (i == ARRAY_LEN(table))
+        return false;
+    call->name = table[i].name;
+    if (i == 0)
+        call->timeout_ms = CONSOLE_WEBHOOK_TIMEOUT_MS;
+    *rc = console_args(argc, argv,
+                       OPTS("--app", "--notification", "--limit"),
+                       OPTS("app_key", "notification_id", "limit"), 3,
+                       call->body);
+    if (*rc == 0 && table[i].required != NULL)
+        *rc = console_require(argv[0], call->body, table[i].required,
+                              i == 4 ? "--notification" : "--app");
+    if (*rc == 0 && i == 3 &&
+        json_object_get(call->body, "app_key") == NULL)
+        *rc = console_require(argv[0], call->body, "notification_id",
+                              "--app or --notification");
+    return true;
+}
+
+/* app-redirect-uris: every --uri joins the "uris" list. */
+static int console_build_uris(int argc, char **argv, json_t *b)
+{
+    json_t *uris = json_array();
+    int rc = 0;
+
+    json_object_set_new(b, "uris", uris);
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (strcmp(argv[i], "--uri") == 0 && i + 1 < argc)
+            json_array_append_new(uris, json_string(argv[++i]));
+        else if (strcmp(argv[i], "--app") == 0 && i + 1 < argc)
+            json_object_set_new(b, "app_key", json_string(argv[++i]));
+        else
+            rc = console_args(2, (char *[]){argv[0], argv[i]}, NULL, NULL,
+                              0, b);
+    }
+    if (rc == 0 && json_array_size(uris) == 0)
+        rc = console_require(argv[0], b, "uri", "--uri");
+    return rc ? rc : console_require(argv[0], b, "app_key", "--app");
+}
+
+/* fault: --count becomes a number (default 1). */
+static int console_build_fault(int argc, char **argv, json_t *b)
+{
+    const char *count;
+    char *end;
+    long n;
+    int rc = console_args(argc, argv,
+                          OPTS("--account", "--kind", "--count", "--route"),
+                          OPTS("account_id", "fault", "count", "route"), 4,
+                          b);
+
+    if (rc == 0)
+        rc = console_require(argv[0], b, "account_id", "--account");
+    if (rc == 0)
+        rc = console_require(argv[0], b, "fault", "--kind");
+    count = json_string_value(json_object_get(b, "count"));
+    if (rc != 0 || count == NULL)
+        return rc;
+    n = strtol(count, &end, 10);
+    if (*count == '\0' || *end != '\0' || n < 1) {
+        fprintf(stderr, "dbxhook console fault: --count needs a number "
+                        ">= 1\n");
+        return 2;
+    }
+    json_object_set_new(b, "count", json_integer(n));
+    return 0;
+}
+
+/* The OAuth and fault commands (issue 3): true when cmd is one of them,
+ * with console_build's status in *rc. */
+static bool console_build_auth(int argc, char **argv,
+                               struct console_call *call, int *rc)
+{
+    if (strcmp(argv[0], "app-redirect-uris") == 0) {
+        call->name = "apps/set_redirect_uris";
+        *rc = console_build_uris(argc, argv, call->body);
+    } else if (strcmp(argv[0], "fault") == 0) {
+        call->name = "faults/set";
+        *rc = console_build_fault(argc, argv, call->body);
+    } else if (strcmp(argv[0], "fault-clear") == 0) {
+        call->name = "faults/clear";
+        *rc = console_args(argc, argv, OPTS("--account"),
+                           OPTS("account_id"), 1, call->body);
+        if (*rc == 0)
+            *rc = console_require(argv[0], call->body, "account_id",
+                                  "--account");
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* Builds the call of a command.  Returns 0, 1 after --help, 2 on a
  * usage error. */
 static int console_build(int argc, char **argv, struct console_call *call)
@@ -136,6 +259,9 @@ static int console_build(int argc, char **argv, struct console_call *call)
             rc = console_require(cmd, b, "app_key", "--app");
         return rc ? rc : console_require(cmd, b, "uri", "--uri");
     }
+    if (console_build_delivery(argc, argv, call, &rc) ||
+        console_build_auth(argc, argv, call, &rc))
+        return rc;
     if (strcmp(cmd, "account-list") == 0)
         call->name = "accounts/list";
     else if (strcmp(cmd, "app-list") == 0)
@@ -167,7 +293,8 @@ static int console_print(const struct console_call *call,
     printf("%s\n", text);
     free(text);
     state = json_string_value(json_object_get(doc, "state"));
-    if (strcmp(call->name, "webhooks/set") == 0 &&
+    if ((strcmp(call->name, "webhooks/set") == 0 ||
+         strcmp(call->name, "webhooks/enable") == 0) &&
         (state == NULL || strcmp(state, "verified") != 0))
         rc = 1;
     if (resp->status != 200)
