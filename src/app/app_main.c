@@ -9,6 +9,7 @@
  */
 #include "commands.h"
 
+#include "app/handler_cmd.h"
 #include "app/receiver.h"
 #include "app/state.h"
 #include "app/worker.h"
@@ -37,6 +38,17 @@ struct app_opts {
     const char *ca;
     const char *workers;
     const char *lease_ms;
+    const char *app_key;
+    const char *token_url;
+    const char *web_url;
+    const char *redirect_uri;
+    const char *page_parallel;
+    const char *command;
+    const char *command_timeout_ms;
+    const char *command_concurrency;
+    const char *md_deleted;
+    const char *markdown;
+    const char *max_conns;
 };
 
 static void app_usage(FILE *out)
@@ -57,6 +69,19 @@ static void app_usage(FILE *out)
             "  --ca FILE           CA file for the API (default: system)\n"
             "  --workers N         worker threads (default 2; 0: none)\n"
             "  --lease-ms N        lease length (default 30000)\n"
+            "  --app-key KEY       the app key (linking, token refresh)\n"
+            "  --token-url URL     default API-URL/oauth2/token\n"
+            "  --web-url URL       default https://www.dropbox.com\n"
+            "  --redirect-uri URI  default http://LISTEN/oauth/callback\n"
+            "  --page-parallel N   entries of a page at once (default 4)\n"
+            "  --command CMD       run CMD (sh -c) per changed entry\n"
+            "  --command-timeout-ms N       default 60000\n"
+            "  --command-concurrency N      default 4\n"
+            "  --md-deleted keep|delete     the .html of a deleted .md\n"
+            "                      (default keep)\n"
+            "  --markdown on|off   the Markdown handler (default on)\n"
+            "  --max-conns N       requests at once before 503 (default "
+            "960)\n"
             "\n"
             "The secret is never taken from the command line.\n");
 }
@@ -78,6 +103,17 @@ static const char **app_opt_slot(struct app_opts *o, const char *name)
         {"ca", &o->ca},
         {"workers", &o->workers},
         {"lease-ms", &o->lease_ms},
+        {"app-key", &o->app_key},
+        {"token-url", &o->token_url},
+        {"web-url", &o->web_url},
+        {"redirect-uri", &o->redirect_uri},
+        {"page-parallel", &o->page_parallel},
+        {"command", &o->command},
+        {"command-timeout-ms", &o->command_timeout_ms},
+        {"command-concurrency", &o->command_concurrency},
+        {"md-deleted", &o->md_deleted},
+        {"markdown", &o->markdown},
+        {"max-conns", &o->max_conns},
     };
 
     for (size_t i = 0; i < ARRAY_LEN(table); i++) {
@@ -241,6 +277,39 @@ static int app_write_port(const char *file, uint16_t port)
     return 0;
 }
 
+/* Fills the handler and refresh parts of wc from the options. */
+static int app_worker_opts(const struct app_opts *o, struct worker_config *wc)
+{
+    long long par, tmo, conc;
+
+    if (app_number("page-parallel", o->page_parallel, 1,
+                   WORKER_PAGE_PARALLEL_MAX, &par) < 0 ||
+        app_number("command-timeout-ms", o->command_timeout_ms, 1,
+                   86400000LL, &tmo) < 0 ||
+        app_number("command-concurrency", o->command_concurrency, 1,
+                   HANDLER_CMD_CONCURRENCY_MAX, &conc) < 0)
+        return -1;
+    if (strcmp(o->md_deleted, "keep") != 0 &&
+        strcmp(o->md_deleted, "delete") != 0) {
+        fprintf(stderr, "dbxhook app: --md-deleted wants keep or delete\n");
+        return -1;
+    }
+    if (strcmp(o->markdown, "on") != 0 && strcmp(o->markdown, "off") != 0) {
+        fprintf(stderr, "dbxhook app: --markdown wants on or off\n");
+        return -1;
+    }
+    wc->page_parallel = (unsigned)par;
+    wc->command = o->command;
+    wc->command_timeout_ms = tmo;
+    wc->command_concurrency = (unsigned)conc;
+    wc->md_delete_html = strcmp(o->md_deleted, "delete") == 0;
+    wc->no_markdown = strcmp(o->markdown, "off") == 0;
+    wc->app_key = o->app_key;
+    wc->token_url = o->token_url;
+    wc->data_dir = o->data;
+    return 0;
+}
+
 /* Checks the options that need checking; fills the numbers. */
 static int app_check(const struct app_opts *o, char addr[APP_ADDR_MAX],
                      uint16_t *port, long long *workers, long long *lease_ms)
@@ -270,14 +339,29 @@ static int app_run(const struct app_opts *o, const char *addr, uint16_t port,
         .idle_poll_ms = 200,
     };
     struct receiver_config rc = {
-        .bind_addr = addr, .port = port, .path = o->path, .secret = secret};
+        .bind_addr = addr,
+        .port = port,
+        .path = o->path,
+        .secret = secret,
+        .app_key = o->app_key,
+        .web_url = o->web_url,
+        .redirect_uri = o->redirect_uri,
+    };
     struct worker_pool *pool = NULL;
     struct receiver *recv = NULL;
     struct state *st;
+    long long conns = 0;
     sigset_t set;
     int sig = 0;
     int status = 1;
 
+    if (app_worker_opts(o, &wc) < 0 ||
+        app_number("max-conns", o->max_conns, 1, RECEIVER_SOFT_CONNS_MAX,
+                   &conns) < 0)
+        return 2;
+    rc.soft_conns = (unsigned)conns;
+    wc.app_secret = secret;
+    rc.worker_cfg = &wc;
     app_block_signals(&set);
     st = state_open_sqlite(o->data);
     if (st == NULL)
@@ -322,6 +406,13 @@ int app_main(int argc, char **argv)
         .content_url = "https://content.dropboxapi.com",
         .workers = "2",
         .lease_ms = "30000",
+        .web_url = "https://www.dropbox.com",
+        .page_parallel = "4",
+        .command_timeout_ms = "60000",
+        .command_concurrency = "4",
+        .md_deleted = "keep",
+        .markdown = "on",
+        .max_conns = "960",
     };
     char addr[APP_ADDR_MAX];
     uint16_t port = 0;

@@ -1,8 +1,10 @@
 /*
  * dbxhook appctl: the app's state from the command line (docs/CLI.md).
  *
- *   token-set --account ID   stores the token read from stdin
+ *   token-set --account ID   stores the token read from stdin (a second
+ *                            word, if any, is the refresh token)
  *   mark --account ID        marks the account pending
+ *   cursor --account ID      prints the stored cursor (for checks)
  *   status                   prints the state as JSON
  *
  * It opens the same app.db as a running app; SQLite's locking makes that
@@ -27,42 +29,49 @@ static void appctl_usage(FILE *out)
     fprintf(out, "usage: dbxhook appctl [--data DIR] COMMAND [args]\n"
                  "\n"
                  "  token-set --account ID  store the account's access token,\n"
-                 "                          read from stdin\n"
+                 "                          read from stdin; a second word\n"
+                 "                          is its refresh token\n"
+                 "  cursor --account ID     print the stored cursor\n"
                  "  mark --account ID       mark the account pending\n"
                  "  status                  print the state as JSON\n"
                  "\n"
                  "--data defaults to ./dbxhook-data/app.\n");
 }
 
-/* Reads the token from stdin and trims surrounding white space; NULL
- * (after saying why) when empty, too long or not one word. */
-static char *appctl_read_token(void)
+/* Reads stdin: the access token and, optionally, the refresh token,
+ * separated by white space.  -1 (after saying why) when empty, too long
+ * or more than two words. */
+static int appctl_read_tokens(char **access, char **refresh)
 {
     struct buf b;
     char chunk[1024];
     size_t n;
-    char *token;
-    char *start;
+    char *text, *save = NULL, *w1, *w2;
 
+    *access = *refresh = NULL;
     buf_init(&b, APPCTL_TOKEN_MAX);
     while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
         if (buf_append(&b, chunk, n) < 0) {
             fprintf(stderr, "dbxhook appctl: token longer than %u bytes\n",
                     APPCTL_TOKEN_MAX);
             buf_free(&b);
-            return NULL;
+            return -1;
         }
     }
-    token = buf_steal(&b);
-    str_rstrip(token);
-    start = token + strspn(token, " \t\r\n");
-    if (start[0] == '\0' || strlen(start) != strcspn(start, " \t\r\n")) {
-        fprintf(stderr, "dbxhook appctl: stdin must hold one token\n");
-        free(token);
-        return NULL;
+    text = buf_steal(&b);
+    w1 = strtok_r(text, " \t\r\n", &save);
+    w2 = w1 ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+    if (w1 == NULL || (w2 != NULL && strtok_r(NULL, " \t\r\n", &save))) {
+        fprintf(stderr, "dbxhook appctl: stdin must hold the access token "
+                        "and, optionally, the refresh token\n");
+        free(text);
+        return -1;
     }
-    memmove(token, start, strlen(start) + 1);
-    return token;
+    *access = xstrdup(w1);
+    *refresh = w2 ? xstrdup(w2) : NULL;
+    explicit_bzero(text, strlen(w1));
+    free(text);
+    return 0;
 }
 
 /* Parses "--account ID" (or --account=ID) as the only argument. */
@@ -90,20 +99,42 @@ static const char *appctl_account(int argc, char **argv)
 
 static int appctl_token_set(struct state *st, const char *account)
 {
-    char *token = appctl_read_token();
+    char *access, *refresh;
     enum state_status rc;
 
-    if (token == NULL)
+    if (appctl_read_tokens(&access, &refresh) < 0)
         return 1;
-    rc = state_token_set(st, account, token);
-    explicit_bzero(token, strlen(token));
-    free(token);
+    rc = state_token_set(st, account, access, refresh, 0);
+    explicit_bzero(access, strlen(access));
+    free(access);
+    if (refresh != NULL) {
+        explicit_bzero(refresh, strlen(refresh));
+        free(refresh);
+    }
     if (rc != STATE_OK) {
         fprintf(stderr, "dbxhook appctl: cannot store the token\n");
         return 1;
     }
     fprintf(stderr, "token stored for %s\n", account);
     return 0;
+}
+
+static int appctl_cursor(struct state *st, const char *account)
+{
+    char *cursor = NULL;
+    enum state_status rc = state_cursor_get(st, account, &cursor);
+
+    if (rc == STATE_NONE) {
+        fprintf(stderr, "dbxhook appctl: %s has no cursor yet\n", account);
+        return 1;
+    }
+    if (rc != STATE_OK) {
+        fprintf(stderr, "dbxhook appctl: cannot read the state\n");
+        return 1;
+    }
+    printf("%s\n", cursor);
+    free(cursor);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static int appctl_mark(struct state *st, const char *account)
@@ -139,7 +170,8 @@ static int appctl_run(const char *data, int argc, char **argv)
     struct state *st;
     int rc;
 
-    if (strcmp(cmd, "token-set") == 0 || strcmp(cmd, "mark") == 0) {
+    if (strcmp(cmd, "token-set") == 0 || strcmp(cmd, "mark") == 0 ||
+        strcmp(cmd, "cursor") == 0) {
         account = appctl_account(argc, argv);
         if (account == NULL)
             return 2;
@@ -163,6 +195,8 @@ static int appctl_run(const char *data, int argc, char **argv)
         rc = appctl_token_set(st, account);
     else if (strcmp(cmd, "mark") == 0)
         rc = appctl_mark(st, account);
+    else if (strcmp(cmd, "cursor") == 0)
+        rc = appctl_cursor(st, account);
     else
         rc = appctl_status(st);
     state_close(st);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,16 @@ struct dbxapi {
     char *content_url;
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
     unsigned list_limit;
+    char *token_url;    /* the OAuth token endpoint */
+    char *basic_header; /* "Authorization: Basic ..." for it, or NULL */
+    char *refresh;      /* refresh token of the account, or NULL */
+    dbxapi_refresh_cb on_refresh;
+    void *on_refresh_ctx;
+    bool relink_needed; /* the refresh token was refused */
 };
+
+/* "Authorization: Basic base64(key:secret)", the caller's. */
+static char *dbxapi_basic_header(const char *key, const char *secret);
 
 static char *url_base_dup(const char *url)
 {
@@ -62,6 +72,14 @@ struct dbxapi *dbxapi_new(const struct dbxapi_config *cfg)
     api->list_limit = cfg->list_limit;
     if (api->list_limit == 0 || api->list_limit > DBXAPI_LIST_LIMIT_MAX)
         api->list_limit = DBXAPI_LIST_LIMIT_DEFAULT;
+    if (cfg->token_url != NULL)
+        api->token_url = xstrdup(cfg->token_url);
+    else
+        api->token_url = xasprintf("%s/oauth2/token", api->api_url);
+    if (cfg->app_key != NULL)
+        api->basic_header =
+            dbxapi_basic_header(cfg->app_key,
+                                cfg->app_secret ? cfg->app_secret : "");
     return api;
 }
 
@@ -83,7 +101,10 @@ void dbxapi_free(struct dbxapi *api)
         hcli_free(api->content);
     free(api->api_url);
     free(api->content_url);
+    free(api->token_url);
     secret_free(api->auth_header);
+    secret_free(api->basic_header);
+    secret_free(api->refresh);
     free(api);
 }
 
@@ -325,7 +346,7 @@ static char *api_arg_header(const json_t *arg)
 
 /* Sends one request with the token and the given extra headers (at most
  * three), and classifies the answer.  resp is the caller's to free. */
-static enum dbxapi_status api_perform(struct dbxapi *api, struct hcli *http,
+static enum dbxapi_status api_send(struct dbxapi *api, struct hcli *http,
                                       const char *url, const char **extra,
                                       const void *body, size_t body_len,
                                       long timeout_ms,
@@ -353,6 +374,34 @@ static enum dbxapi_status api_perform(struct dbxapi *api, struct hcli *http,
     memset(resp, 0, sizeof *resp);
     rc = hcli_perform(http, &req, resp);
     return response_classify(rc, resp, err);
+}
+
+static enum dbxapi_status api_refresh(struct dbxapi *api,
+                                      struct dbxapi_error *err);
+
+/* api_send, plus one refresh and replay on expired_access_token. */
+static enum dbxapi_status api_perform(struct dbxapi *api, struct hcli *http,
+                                      const char *url, const char **extra,
+                                      const void *body, size_t body_len,
+                                      long timeout_ms,
+                                      struct hcli_response *resp,
+                                      struct dbxapi_error *err)
+{
+    enum dbxapi_status st = api_send(api, http, url, extra, body, body_len,
+                                     timeout_ms, resp, err);
+
+    /* A revoked access token may still have a live refresh token: one
+     * try tells, and a refused one marks the account for re-linking. */
+    if (st != DBXAPI_AUTH || api->refresh == NULL ||
+        (strcmp(err->summary, "expired_access_token") != 0 &&
+         strcmp(err->summary, "invalid_access_token") != 0))
+        return st;
+    st = api_refresh(api, err);
+    if (st != DBXAPI_OK)
+        return st;
+    hcli_response_free(resp);
+    return api_send(api, http, url, extra, body, body_len, timeout_ms, resp,
+                    err);
 }
 
 /* POSTs arg as JSON to api_url + endpoint; on DBXAPI_OK *out is the
@@ -563,4 +612,186 @@ enum dbxapi_status dbxapi_upload(struct dbxapi *api, const char *path,
         st = meta_parse(resp.body, meta, err);
     hcli_response_free(&resp);
     return st;
+}
+
+enum dbxapi_status dbxapi_delete(struct dbxapi *api, const char *path,
+                                 struct dbxapi_error *err)
+{
+    struct dbxapi_error scratch;
+    json_t *arg = json_pack("{s:s}", "path", path);
+    json_t *root = NULL;
+    enum dbxapi_status st;
+
+    if (err == NULL)
+        err = &scratch;
+    st = rpc_call(api, "/2/files/delete_v2", arg, &root, err);
+    json_decref(root);
+    json_decref(arg);
+    return st;
+}
+
+/* ---- OAuth tokens ----------------------------------------------------- */
+
+static char *dbxapi_basic_header(const char *key, const char *secret)
+{
+    char *plain = xasprintf("%s:%s", key, secret);
+    size_t n = strlen(plain);
+    unsigned char *enc = xmalloc(4 * ((n + 2) / 3) + 1);
+    char *header;
+
+    EVP_EncodeBlock(enc, (const unsigned char *)plain, (int)n);
+    header = xasprintf("Authorization: Basic %s", (char *)enc);
+    secret_free(plain);
+    secret_free((char *)enc);
+    return header;
+}
+
+void dbxapi_set_refresh(struct dbxapi *api, const char *refresh,
+                        dbxapi_refresh_cb cb, void *ctx)
+{
+    secret_free(api->refresh);
+    api->refresh = refresh != NULL ? xstrdup(refresh) : NULL;
+    api->on_refresh = cb;
+    api->on_refresh_ctx = ctx;
+    api->relink_needed = false;
+}
+
+bool dbxapi_relink_needed(const struct dbxapi *api)
+{
+    return api->relink_needed;
+}
+
+void dbxapi_form_add(char **form, const char *name, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct buf b;
+
+    buf_init(&b, 0);
+    if (*form != NULL && (*form)[0] != '\0') {
+        buf_append(&b, *form, strlen(*form));
+        buf_append(&b, "&", 1);
+    }
+    buf_append(&b, name, strlen(name));
+    buf_append(&b, "=", 1);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || strchr("-._~", *p);
+        char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+
+        if (plain)
+            buf_append(&b, p, 1);
+        else
+            buf_append(&b, esc, 3);
+    }
+    secret_free(*form);
+    *form = buf_steal(&b);
+    buf_free(&b);
+}
+
+void dbxapi_token_free(struct dbxapi_token *t)
+{
+    if (t == NULL)
+        return;
+    secret_free(t->access);
+    secret_free(t->refresh);
+    free(t->account);
+    memset(t, 0, sizeof *t);
+}
+
+/* Reads the token endpoint's JSON answer into out; -1 without a token. */
+static int token_parse(const struct hcli_response *resp,
+                       struct dbxapi_token *out)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *expires = json_object_get(root, "expires_in");
+    int rc = -1;
+
+    out->access = json_str_dup(root, "access_token");
+    out->refresh = json_str_dup(root, "refresh_token");
+    out->account = json_str_dup(root, "account_id");
+    if (json_is_integer(expires))
+        out->expires_s = time_now_s() + (int64_t)json_integer_value(expires);
+    if (out->access != NULL && out->access[0] != '\0')
+        rc = 0;
+    json_decref(root);
+    if (rc < 0)
+        dbxapi_token_free(out);
+    return rc;
+}
+
+/* A refused grant: {"error": "invalid_grant", ...} as DBXAPI_AUTH. */
+static enum dbxapi_status token_refused(const struct hcli_response *resp,
+                                        struct dbxapi_error *err)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const char *what = json_string_value(json_object_get(root, "error"));
+
+    if (what == NULL)
+        what = json_string_value(json_object_get(
+            json_object_get(root, "error"), ".tag"));
+    summary_set(err, what != NULL ? what : "token request refused");
+    json_decref(root);
+    return DBXAPI_AUTH;
+}
+
+enum dbxapi_status dbxapi_oauth_token(struct dbxapi *api, const char *form,
+                                      struct dbxapi_token *out,
+                                      struct dbxapi_error *err)
+{
+    const char *headers[3] = {
+        "Content-Type: application/x-www-form-urlencoded", NULL, NULL};
+    struct hcli_request req = {
+        .method = "POST",
+        .url = api->token_url,
+        .headers = headers,
+        .body = form,
+        .body_len = strlen(form),
+        .timeout_ms = DBXAPI_RPC_TIMEOUT_MS,
+    };
+    struct dbxapi_error scratch;
+    struct hcli_response resp;
+    enum dbxapi_status st;
+    int rc;
+
+    if (err == NULL)
+        err = &scratch;
+    memset(out, 0, sizeof *out);
+    headers[1] = api->basic_header;
+    memset(&resp, 0, sizeof resp);
+    rc = hcli_perform(api->rpc, &req, &resp);
+    st = response_classify(rc, &resp, err);
+    if (st == DBXAPI_PROTOCOL && (resp.status == 400 || resp.status == 403))
+        st = token_refused(&resp, err);
+    else if (st == DBXAPI_AUTH)
+        st = token_refused(&resp, err);
+    else if (st == DBXAPI_OK && token_parse(&resp, out) < 0)
+        st = protocol_error(err, "token answer without access_token");
+    hcli_response_free(&resp);
+    return st;
+}
+
+/* Swaps the refresh token for a new access token, stores it through the
+ * callback and uses it from now on. */
+static enum dbxapi_status api_refresh(struct dbxapi *api,
+                                      struct dbxapi_error *err)
+{
+    struct dbxapi_token tok;
+    enum dbxapi_status st;
+    char *form = NULL;
+
+    dbxapi_form_add(&form, "grant_type", "refresh_token");
+    dbxapi_form_add(&form, "refresh_token", api->refresh);
+    st = dbxapi_oauth_token(api, form, &tok, err);
+    secret_free(form);
+    LOG_I("dbxapi token refresh result=%s error=\"%s\"",
+          dbxapi_status_name(st), st == DBXAPI_OK ? "" : err->summary);
+    if (st == DBXAPI_AUTH && strcmp(err->summary, "invalid_grant") == 0)
+        api->relink_needed = true;
+    if (st != DBXAPI_OK)
+        return st;
+    dbxapi_set_token(api, tok.access);
+    if (api->on_refresh != NULL)
+        api->on_refresh(api->on_refresh_ctx, tok.access, tok.expires_s);
+    dbxapi_token_free(&tok);
+    return DBXAPI_OK;
 }

@@ -21,6 +21,13 @@
  * On any status but DBXAPI_OK the out-parameters are left empty (NULL/0)
  * and need no freeing.  err may be NULL when the caller does not care.
  *
+ * Refresh: when a refresh token is set (dbxapi_set_refresh), a call that
+ * gets 401 expired_access_token posts grant_type=refresh_token to the
+ * token URL once, hands the new access token to the on_refresh callback
+ * (which stores it) and replays the call.  A refused refresh token gives
+ * DBXAPI_AUTH with summary "invalid_grant": the account must be linked
+ * again.
+ *
  * Tokens never appear in log lines or in err.
  */
 #ifndef DBX_DBXAPI_H
@@ -91,6 +98,24 @@ struct dbxapi_config {
     const char *content_url; /* "https://content.dropboxapi.com" */
     const char *ca_file;     /* NULL: the system's trusted CAs */
     unsigned list_limit;     /* 0: DBXAPI_LIST_LIMIT_DEFAULT */
+    /* Token endpoint (NULL: api_url + "/oauth2/token") and the app's
+     * credentials for it; without app_key no refresh is attempted. */
+    const char *token_url;
+    const char *app_key;
+    const char *app_secret; /* copied; wiped on dbxapi_free */
+};
+
+/* Called with the new access token after a successful refresh. */
+typedef void (*dbxapi_refresh_cb)(void *ctx, const char *access,
+                                  int64_t expires_s);
+
+/* The answer of the token endpoint; strings are the caller's
+ * (dbxapi_token_free wipes them). */
+struct dbxapi_token {
+    char *access;
+    char *refresh;  /* NULL when the answer has none */
+    char *account;  /* account_id, or NULL */
+    int64_t expires_s; /* unix time, 0 when expires_in was absent */
 };
 
 struct dbxapi;
@@ -103,6 +128,33 @@ void dbxapi_free(struct dbxapi *api);
 /* Sets (copies) the bearer token used by the following calls; NULL
  * forgets it.  The previous token is wiped from memory. */
 void dbxapi_set_token(struct dbxapi *api, const char *token);
+
+/* Sets (copies) the refresh token used on expired_access_token, and the
+ * callback that stores a new access token; refresh NULL disables. */
+void dbxapi_set_refresh(struct dbxapi *api, const char *refresh,
+                        dbxapi_refresh_cb cb, void *ctx);
+
+/* True when a refresh since the last dbxapi_set_refresh was refused with
+ * invalid_grant: the account must be linked again. */
+bool dbxapi_relink_needed(const struct dbxapi *api);
+
+/* POSTs form (application/x-www-form-urlencoded, built with
+ * dbxapi_form_add) to the token URL, with the app's credentials in HTTP
+ * Basic when it has them.  A 400 answer's "error" (e.g. invalid_grant)
+ * lands in err->summary with DBXAPI_AUTH. */
+enum dbxapi_status dbxapi_oauth_token(struct dbxapi *api, const char *form,
+                                      struct dbxapi_token *out,
+                                      struct dbxapi_error *err);
+void dbxapi_token_free(struct dbxapi_token *t);
+
+/* Appends "name=value" (percent-encoded, '&' between pairs) to the form
+ * string *form (NULL or malloc'ed; reallocated). */
+void dbxapi_form_add(char **form, const char *name, const char *value);
+
+/* /2/files/delete_v2.  A missing path is DBXAPI_CONFLICT
+ * ("path_lookup/not_found/.."). */
+enum dbxapi_status dbxapi_delete(struct dbxapi *api, const char *path,
+                                 struct dbxapi_error *err);
 
 /* /2/files/list_folder of the whole account: path "", recursive, without
  * deleted entries.  *page is the caller's (dbxapi_page_free). */

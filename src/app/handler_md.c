@@ -16,6 +16,7 @@
 
 struct handler_md {
     struct state *st;
+    bool delete_html;
 };
 
 bool handler_md_is_markdown(const char *path)
@@ -188,6 +189,33 @@ out:
     return result;
 }
 
+/* The .md at e's path is gone: delete the .html beside it, if any. */
+static enum handler_result md_deleted(struct handler_md *md,
+                                      struct dbxapi *api, const char *account,
+                                      const struct dbxapi_entry *e,
+                                      int64_t *retry_after_ms)
+{
+    const char *path = e->path_display ? e->path_display : e->path_lower;
+    struct dbxapi_error err;
+    enum dbxapi_status st;
+    char *html_path;
+
+    if (path == NULL || !handler_md_is_markdown(path))
+        return HANDLER_OK;
+    html_path = handler_md_html_path(path);
+    st = dbxapi_delete(api, html_path, &err);
+    if (st == DBXAPI_OK) {
+        state_counter_add(md->st, "html_deleted", 1);
+        LOG_I("markdown html deleted account=%s path=%s", account, html_path);
+    } else if (st == DBXAPI_CONFLICT) {
+        st = DBXAPI_OK; /* no .html there (any more) */
+    } else {
+        log_api_failure(account, "delete", html_path, st, &err);
+    }
+    free(html_path);
+    return api_result(st, &err, retry_after_ms);
+}
+
 static enum handler_result md_handle_entry(void *ctx, struct dbxapi *api,
                                            const char *account,
                                            const struct dbxapi_entry *e,
@@ -200,6 +228,8 @@ static enum handler_result md_handle_entry(void *ctx, struct dbxapi *api,
     size_t len;
     char *src;
 
+    if (e->tag == DBXAPI_DELETED && md->delete_html)
+        return md_deleted(md, api, account, e, retry_after_ms);
     if (e->tag != DBXAPI_FILE || e->path_lower == NULL ||
         !handler_md_is_markdown(e->path_display))
         return HANDLER_OK;
@@ -226,11 +256,13 @@ static void md_destroy(void *ctx)
     free(ctx);
 }
 
-void handler_md_init(struct handler *h, struct state *st)
+void handler_md_init(struct handler *h, struct state *st,
+                     const struct handler_md_config *cfg)
 {
     struct handler_md *md = xcalloc(1, sizeof *md);
 
     md->st = st;
+    md->delete_html = cfg != NULL && cfg->delete_html;
     h->name = "markdown";
     h->ctx = md;
     h->handle_entry = md_handle_entry;

@@ -8,6 +8,12 @@
  * the extension replaced by ".html": "/Docs/Intro.MD" gives
  * "/Docs/Intro.html".  The rest of the path keeps its display case.
  *
+ * A deleted ".md" (or one moved away, which lists as deleted at its old
+ * path) leaves its ".html" alone unless delete_html is set; then the
+ * ".html" beside it is deleted too (counter "html_deleted").  A moved
+ * folder lists its files at their new paths, where the moved ".html"
+ * already holds the right content, so nothing is uploaded again.
+ *
  * Deliberately not converted: ".markdown", ".mdx" and other extensions
  * (replacing ".markdown" would need a second naming rule and nobody has
  * asked for it), a file named just ".md" (a dotfile, not a document),
@@ -49,8 +55,17 @@ char *handler_md_html_path(const char *path);
 int handler_md_render(const char *src, size_t len, char **html,
                       size_t *html_len);
 
+struct handler_md_config {
+    /* What happens to X.html when X.md is deleted or moved away: false
+     * (the default) keeps it, true deletes it.  Keeping is the default
+     * because the .html may have been edited or shared since, and a
+     * deleted file cannot be brought back by the app. */
+    bool delete_html;
+};
+
 /* Fills h with the Markdown handler.  Counters go to st, which must
  * outlive the handler.  Call h->destroy(h->ctx) when done. */
-void handler_md_init(struct handler *h, struct state *st);
+void handler_md_init(struct handler *h, struct state *st,
+                     const struct handler_md_config *cfg);
 
 #endif

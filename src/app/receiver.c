@@ -9,18 +9,20 @@
  */
 #include "app/receiver.h"
 
+#include "app/app_link.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/sig.h"
 #include "common/util.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Header block limit: notifications and verifications need little. */
 #define RECEIVER_MAX_HEADER     (16u * 1024u)
-#define RECEIVER_MAX_CONNS      1024u
 #define RECEIVER_CONN_TIMEOUT_S 30u
 
 #define SIGNATURE_HEADER "X-Dropbox-Signature"
@@ -31,6 +33,9 @@ struct receiver {
     char *secret;
     struct state *st;
     struct worker_pool *pool;
+    struct app_link *link;
+    atomic_uint in_flight; /* requests being answered */
+    unsigned soft_conns;   /* in_flight at which 503 starts */
 };
 
 static void reply_text(struct hsrv_response *resp, int status, const char *text)
@@ -105,30 +110,63 @@ static json_t *receiver_accounts(json_t *root)
     return accounts;
 }
 
-/* Marks the accounts and answers; root stays the caller's. */
+/* Keeps the accounts the app knows (holds a token for) in ids; logs the
+ * others.  Returns how many were kept, or -1 when the store fails. */
+static long receiver_known(struct receiver *r, const char **ids, size_t n,
+                           const struct hsrv_request *req)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        enum state_status st = state_account_known(r->st, ids[i]);
+
+        if (st == STATE_OK) {
+            ids[kept++] = ids[i];
+        } else if (st == STATE_NONE) {
+            LOG_W("notification unknown account=%s peer=%s ignored=1", ids[i],
+                  hsrv_peer(req));
+            state_counter_add(r->st, "unknown_accounts", 1);
+        } else {
+            return -1;
+        }
+    }
+    return (long)kept;
+}
+
+static void reply_unavailable(struct hsrv_response *resp, const char *why)
+{
+    reply_text(resp, 503, why);
+    hsrv_add_header(resp, "Retry-After", "1");
+}
+
+/* Marks the known accounts and answers; root stays the caller's. */
 static void receiver_mark(struct receiver *r, json_t *accounts,
                           const struct hsrv_request *req,
                           struct hsrv_response *resp)
 {
     size_t n = json_array_size(accounts);
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
-    enum state_status rc;
+    enum state_status rc = STATE_ERR;
+    long kept;
 
     for (size_t i = 0; i < n; i++)
         ids[i] = json_string_value(json_array_get(accounts, i));
-    rc = state_mark_pending(r->st, ids, n);
+    kept = receiver_known(r, ids, n, req);
+    if (kept >= 0)
+        rc = state_mark_pending(r->st, ids, (size_t)kept);
     free(ids);
     if (rc != STATE_OK) {
         LOG_E("notification not stored accounts=%zu peer=%s", n,
               hsrv_peer(req));
-        reply_text(resp, 503, "state store unavailable\n");
+        reply_unavailable(resp, "state store unavailable\n");
         return;
     }
 
     state_counter_add(r->st, "notifications", 1);
-    if (r->pool != NULL && n > 0)
+    if (r->pool != NULL && kept > 0)
         worker_pool_wake(r->pool);
-    LOG_I("notification accounts=%zu peer=%s", n, hsrv_peer(req));
+    LOG_I("notification accounts=%zu marked=%ld peer=%s", n, kept,
+          hsrv_peer(req));
     hsrv_reply(resp, 200, NULL, "", 0);
 }
 
@@ -162,22 +200,117 @@ static void receiver_notify(struct receiver *r, const struct hsrv_request *req,
     json_decref(root);
 }
 
+static void reply_method(struct hsrv_response *resp, const char *allow)
+{
+    reply_text(resp, 405, "method not allowed\n");
+    hsrv_add_header(resp, "Allow", allow);
+}
+
+static void receiver_status(struct receiver *r, struct hsrv_response *resp)
+{
+    char *json = NULL;
+
+    if (state_status_json(r->st, &json) != STATE_OK) {
+        reply_unavailable(resp, "state store unavailable\n");
+        return;
+    }
+    hsrv_reply_str(resp, 200, "application/json", json);
+    hsrv_add_header(resp, "Cache-Control", "no-store");
+    free(json);
+}
+
+/* The other pages: GET only. */
+static void receiver_page(struct receiver *r, const struct hsrv_request *req,
+                          struct hsrv_response *resp)
+{
+    const char *path = hsrv_path(req);
+    bool get = strcmp(hsrv_method(req), "GET") == 0;
+
+    if (r->link == NULL) {
+        reply_unavailable(resp, "starting\n");
+    } else if (strcmp(path, "/status") == 0) {
+        if (get)
+            receiver_status(r, resp);
+        else
+            reply_method(resp, "GET");
+    } else if (strcmp(path, "/login") == 0) {
+        if (get)
+            app_link_login(r->link, req, resp);
+        else
+            reply_method(resp, "GET");
+    } else if (strcmp(path, "/oauth/callback") == 0) {
+        if (get)
+            app_link_callback(r->link, req, resp);
+        else
+            reply_method(resp, "GET");
+    } else {
+        reply_text(resp, 404, "not found\n");
+    }
+}
+
+static void receiver_route(struct receiver *r, const struct hsrv_request *req,
+                           struct hsrv_response *resp)
+{
+    const char *method = hsrv_method(req);
+
+    if (strcmp(hsrv_path(req), r->path) != 0)
+        receiver_page(r, req, resp);
+    else if (strcmp(method, "GET") == 0)
+        receiver_verify(req, resp);
+    else if (strcmp(method, "POST") == 0)
+        receiver_notify(r, req, resp);
+    else
+        reply_method(resp, "GET, POST");
+}
+
 static void receiver_handle(void *ctx, const struct hsrv_request *req,
                             struct hsrv_response *resp)
 {
     struct receiver *r = ctx;
-    const char *method = hsrv_method(req);
+    unsigned busy = atomic_fetch_add(&r->in_flight, 1);
 
-    if (strcmp(hsrv_path(req), r->path) != 0) {
-        reply_text(resp, 404, "not found\n");
-    } else if (strcmp(method, "GET") == 0) {
-        receiver_verify(req, resp);
-    } else if (strcmp(method, "POST") == 0) {
-        receiver_notify(r, req, resp);
+    if (busy >= r->soft_conns) {
+        LOG_W("request refused status=503 reason=busy in_flight=%u peer=%s",
+              busy, hsrv_peer(req));
+        reply_unavailable(resp, "busy\n");
     } else {
-        reply_text(resp, 405, "method not allowed\n");
-        hsrv_add_header(resp, "Allow", "GET, POST");
+        receiver_route(r, req, resp);
     }
+    atomic_fetch_sub(&r->in_flight, 1);
+}
+
+/* Sets up linking once the port is known (for the default redirect). */
+static void receiver_link_setup(struct receiver *r,
+                                const struct receiver_config *cfg)
+{
+    const struct worker_config *wc = cfg->worker_cfg;
+    struct app_link_config lc = {
+        .app_key = cfg->app_key,
+        .web_url = cfg->web_url,
+        .redirect_uri = cfg->redirect_uri,
+        .st = cfg->st,
+        .pool = cfg->pool,
+    };
+    char *redirect = NULL;
+
+    if (wc != NULL) {
+        lc.api.api_url = wc->api_url;
+        lc.api.content_url = wc->content_url;
+        lc.api.ca_file = wc->ca_file;
+        lc.api.token_url = wc->token_url;
+        lc.api.app_key = cfg->app_key;
+        lc.api.app_secret = cfg->secret;
+    }
+    if (lc.redirect_uri == NULL) {
+        bool v6 = strchr(cfg->bind_addr, ':') != NULL;
+
+        redirect = xasprintf("http://%s%s%s:%u/oauth/callback",
+                             v6 ? "[" : "", cfg->bind_addr, v6 ? "]" : "",
+                             (unsigned)hsrv_port(r->http));
+        lc.redirect_uri = redirect;
+    }
+    r->link = app_link_new(&lc);
+    free(redirect);
 }
 
 struct receiver *receiver_start(const struct receiver_config *cfg)
@@ -194,15 +327,19 @@ struct receiver *receiver_start(const struct receiver_config *cfg)
         .ctx = r,
     };
 
+    r->soft_conns = cfg->soft_conns ? cfg->soft_conns : RECEIVER_SOFT_CONNS;
+    hc.max_conns = r->soft_conns + RECEIVER_CONNS_MARGIN;
     r->path = xstrdup(cfg->path);
     r->secret = xstrdup(cfg->secret);
     r->st = cfg->st;
     r->pool = cfg->pool;
+    atomic_init(&r->in_flight, 0);
     r->http = hsrv_start(&hc);
     if (r->http == NULL) {
         receiver_stop(r);
         return NULL;
     }
+    receiver_link_setup(r, cfg);
     return r;
 }
 
@@ -217,6 +354,7 @@ void receiver_stop(struct receiver *r)
         return;
     if (r->http != NULL)
         hsrv_stop(r->http);
+    app_link_free(r->link);
     /* The secret should not linger in freed memory. */
     explicit_bzero(r->secret, strlen(r->secret));
     free(r->secret);

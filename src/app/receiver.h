@@ -11,9 +11,17 @@
  *                          {"list_folder": {"accounts": ["dbid:..", ..]}}
  *                          gets 400; otherwise every account is marked
  *                          pending, durably, and only then comes 200.
- *   other methods on PATH  405 with Allow: GET, POST
+ *                          Only accounts the app holds a token for are
+ *                          marked; others are logged and ignored (still
+ *                          200: the sender can do nothing about them).
+ *   GET  /status           the state as JSON (no token, no cursor)
+ *   GET  /login, /oauth/callback   linking (app_link.h)
+ *   other methods          405 with Allow
  *   other paths            404
- *   bodies over RECEIVER_MAX_BODY: 413 (from the HTTP server)
+ *   bodies over RECEIVER_MAX_BODY: 413, header blocks over
+ *   RECEIVER_MAX_HEADER: 431 (both from the HTTP server); more than
+ *   soft_conns (--max-conns) requests at once, or a store that cannot commit:
+ *   503 with Retry-After.
  *
  * The receiver never waits for the work itself: it marks and answers.
  */
@@ -28,6 +36,15 @@
 /* Notifications carry only account ids, so 1 MiB holds ~20,000 of them;
  * anything larger is not a notification. */
 #define RECEIVER_MAX_BODY (1024u * 1024u)
+/* Requests served at once before 503: below the HTTP server's hard
+ * connection limit (RECEIVER_MAX_CONNS, where it refuses connections
+ * outright), so that a flood is told to come back rather than cut off. */
+#define RECEIVER_MAX_CONNS  1024u
+#define RECEIVER_SOFT_CONNS 960u
+/* Largest soft limit --max-conns accepts; the hard limit is always the
+ * soft one plus the margin below. */
+#define RECEIVER_SOFT_CONNS_MAX 60000u
+#define RECEIVER_CONNS_MARGIN (RECEIVER_MAX_CONNS - RECEIVER_SOFT_CONNS)
 /* Longest webhook path accepted by --path. */
 #define RECEIVER_MAX_PATH 256
 
@@ -38,6 +55,13 @@ struct receiver_config {
     const char *secret;       /* the app secret; copied, never logged */
     struct state *st;         /* borrowed; outlives the receiver */
     struct worker_pool *pool; /* borrowed, woken on marks; may be NULL */
+    /* Linking (NULL app_key: off); worker_cfg gives the API settings. */
+    const char *app_key;
+    const char *web_url;
+    const char *redirect_uri; /* NULL: http://ADDR:PORT/oauth/callback */
+    const struct worker_config *worker_cfg;
+    /* Requests answered at once before 503 (0: RECEIVER_SOFT_CONNS). */
+    unsigned soft_conns;
 };
 
 struct receiver;

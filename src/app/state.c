@@ -22,8 +22,9 @@ struct state {
 };
 
 const char *const state_counter_names[] = {
-    "notifications",     "runs",     "pages", "conversions",
-    "skipped_identical", "failures",
+    "notifications", "runs",         "pages",     "conversions",
+    "skipped_identical", "failures", "commands", "skipped_handled",
+    "html_deleted",  "refreshes",    "unknown_accounts",
 };
 const size_t state_counter_count = ARRAY_LEN(state_counter_names);
 
@@ -93,20 +94,82 @@ void state_close(struct state *st)
 }
 
 enum state_status state_token_set(struct state *st, const char *account,
-                                  const char *token)
+                                  const char *access, const char *refresh,
+                                  int64_t expires_s)
 {
-    if (!check_account("token_set", account) || token == NULL)
+    if (!check_account("token_set", account) || access == NULL ||
+        access[0] == '\0')
         return STATE_ERR;
-    return st->ops->token_set(st->impl, account, token);
+    return st->ops->token_set(st->impl, account, access, refresh, expires_s);
 }
 
 enum state_status state_token_get(struct state *st, const char *account,
-                                  char **token)
+                                  struct state_token *tok)
 {
-    *token = NULL;
+    memset(tok, 0, sizeof *tok);
     if (!check_account("token_get", account))
         return STATE_ERR;
-    return st->ops->token_get(st->impl, account, token);
+    return st->ops->token_get(st->impl, account, tok);
+}
+
+static void secret_wipe(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void state_token_free(struct state_token *tok)
+{
+    if (tok == NULL)
+        return;
+    secret_wipe(tok->access);
+    secret_wipe(tok->refresh);
+    memset(tok, 0, sizeof *tok);
+}
+
+enum state_status state_relink_set(struct state *st, const char *account)
+{
+    if (!check_account("relink_set", account))
+        return STATE_ERR;
+    return st->ops->relink_set(st->impl, account);
+}
+
+enum state_status state_account_known(struct state *st, const char *account)
+{
+    if (!check_account("account_known", account))
+        return STATE_ERR;
+    return st->ops->account_known(st->impl, account);
+}
+
+/* Paths and revs of handled entries come from the file API. */
+#define STATE_HANDLED_FIELD_MAX 4096
+
+static bool check_handled(const char *path, const char *rev)
+{
+    if (path != NULL && rev != NULL && path[0] != '\0' && rev[0] != '\0' &&
+        strlen(path) <= STATE_HANDLED_FIELD_MAX &&
+        strlen(rev) <= STATE_HANDLED_FIELD_MAX)
+        return true;
+    LOG_W("state rejected op=handled reason=bad_entry");
+    return false;
+}
+
+enum state_status state_handled_check(struct state *st, const char *account,
+                                      const char *path, const char *rev)
+{
+    if (!check_account("handled_check", account) || !check_handled(path, rev))
+        return STATE_ERR;
+    return st->ops->handled_check(st->impl, account, path, rev);
+}
+
+enum state_status state_handled_put(struct state *st, const char *account,
+                                    const char *path, const char *rev)
+{
+    if (!check_account("handled_put", account) || !check_handled(path, rev))
+        return STATE_ERR;
+    return st->ops->handled_put(st->impl, account, path, rev);
 }
 
 enum state_status state_mark_pending(struct state *st,
@@ -184,11 +247,16 @@ enum state_status state_counter_get(struct state *st, const char *name,
 }
 
 enum state_status state_failure_set(struct state *st, const char *account,
-                                    const char *what)
+                                    const char *what, int64_t *streak)
 {
+    int64_t scratch;
+
+    if (streak == NULL)
+        streak = &scratch;
+    *streak = 0;
     if (!check_account("failure_set", account))
         return STATE_ERR;
-    return st->ops->failure_set(st->impl, account, what);
+    return st->ops->failure_set(st->impl, account, what, streak);
 }
 
 enum state_status state_status_json(struct state *st, char **json)

@@ -1,7 +1,8 @@
 /*
  * state: everything the app keeps between runs, behind one interface.
  *
- * Tokens, cursors, the pending set, leases and counters.  SQLite is the
+ * Tokens, cursors, the pending set, leases, handled-entry records and
+ * counters.  SQLite is the
  * back end today (state_open_sqlite); a Redis back end will implement the
  * same operations so that the receiver and the workers never change.
  *
@@ -55,11 +56,38 @@ bool state_account_valid(const char *account);
 struct state *state_open_sqlite(const char *dir);
 void state_close(struct state *st);
 
-/* Access token of an account; *token is the caller's. */
+/* The tokens of an account.  access and refresh are the caller's
+ * (state_token_free wipes and frees them). */
+struct state_token {
+    char *access;       /* short-lived bearer token */
+    char *refresh;      /* long-lived refresh token, or NULL */
+    int64_t expires_s;  /* unix time the access token expires; 0 unknown */
+    bool needs_relink;  /* the refresh token was refused (invalid_grant) */
+};
+
+/* Stores an access token; refresh NULL keeps the stored refresh token
+ * (a refresh answer carries none).  Clears needs_relink. */
 enum state_status state_token_set(struct state *st, const char *account,
-                                  const char *token);
+                                  const char *access, const char *refresh,
+                                  int64_t expires_s);
+/* STATE_NONE when the account has no access token. */
 enum state_status state_token_get(struct state *st, const char *account,
-                                  char **token);
+                                  struct state_token *tok);
+void state_token_free(struct state_token *tok);
+/* Marks the account as needing re-linking (its refresh token is dead);
+ * the cursor is kept.  The next state_token_set clears it. */
+enum state_status state_relink_set(struct state *st, const char *account);
+/* STATE_OK when the app holds a token for the account (it is linked),
+ * STATE_NONE otherwise.  The receiver marks only known accounts. */
+enum state_status state_account_known(struct state *st, const char *account);
+
+/* Handled-entry records: (account, path_lower, rev) done by a handler
+ * whose work must happen once.  check: STATE_OK when recorded,
+ * STATE_NONE when not.  put is durable before it returns. */
+enum state_status state_handled_check(struct state *st, const char *account,
+                                      const char *path, const char *rev);
+enum state_status state_handled_put(struct state *st, const char *account,
+                                    const char *path, const char *rev);
 
 /* Durable before return; several threads calling at once share one
  * commit (group commit). */
@@ -83,21 +111,25 @@ enum state_status state_cursor_set(struct state *st, const char *account,
 
 /* Named counters for status and the demo's summary:
  * "notifications", "runs", "pages", "conversions", "skipped_identical",
- * "failures". */
+ * "failures", "commands", "skipped_handled", "html_deleted", "refreshes",
+ * "unknown_accounts". */
 enum state_status state_counter_add(struct state *st, const char *name,
                                     int64_t delta);
 enum state_status state_counter_get(struct state *st, const char *name,
                                     int64_t *value);
 
-/* Remembers the last failure of an account (shown by status); what=NULL
- * clears it. */
+/* Remembers the last failure of an account (shown by status) and counts
+ * failures in a row; *streak (may be NULL) gets the new count.  what=NULL
+ * clears the failure and the count. */
 enum state_status state_failure_set(struct state *st, const char *account,
-                                    const char *what);
+                                    const char *what, int64_t *streak);
 
 /* Writes the whole state as one JSON object to *json (caller frees):
  * {"accounts": [{"account": .., "has_token": .., "cursor": bool,
- *   "pending": bool, "leased": bool, "last_sync": "..", "failure": ..}],
- *  "counters": {"notifications": N, ...}} */
+ *   "pending": bool, "leased": bool, "last_sync": "..", "failure": ..,
+ *   "failures_in_row": N, "needs_relink": bool}],
+ *  "pending": N, "counters": {"notifications": N, ...}}
+ * No token, secret or cursor ever appears in it. */
 enum state_status state_status_json(struct state *st, char **json);
 
 #endif

@@ -17,9 +17,16 @@ struct state_ops {
     const char *name; /* "sqlite", for logs */
     void (*close)(void *impl);
     enum state_status (*token_set)(void *impl, const char *account,
-                                   const char *token);
+                                   const char *access, const char *refresh,
+                                   int64_t expires_s);
     enum state_status (*token_get)(void *impl, const char *account,
-                                   char **token);
+                                   struct state_token *tok);
+    enum state_status (*relink_set)(void *impl, const char *account);
+    enum state_status (*account_known)(void *impl, const char *account);
+    enum state_status (*handled_check)(void *impl, const char *account,
+                                       const char *path, const char *rev);
+    enum state_status (*handled_put)(void *impl, const char *account,
+                                     const char *path, const char *rev);
     enum state_status (*mark_pending)(void *impl, const char *const *accounts,
                                       size_t n);
     enum state_status (*claim)(void *impl, const char *owner, int64_t lease_ms,
@@ -38,7 +45,7 @@ struct state_ops {
     enum state_status (*counter_get)(void *impl, const char *name,
                                      int64_t *value);
     enum state_status (*failure_set)(void *impl, const char *account,
-                                     const char *what);
+                                     const char *what, int64_t *streak);
     enum state_status (*status_json)(void *impl, char **json);
 };
 

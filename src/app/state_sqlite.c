@@ -2,7 +2,9 @@
  * state_sqlite: the state store in DATA/app.db.
  *
  * Tables:
- *   accounts  token, cursor, time of the last cursor write, last failure
+ *   accounts  tokens (access, refresh, expiry), re-link flag, cursor, time
+ *             of the last cursor write, last failure and failures in a row
+ *   handled   (account, path, rev) entries whose once-only work is done
  *   pending   one row per pending account with the version of its mark
  *   leases    one row per account ever leased: holder, fence, expiry.
  *             Releasing clears the holder but keeps the row, so the next
@@ -49,11 +51,27 @@ static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS leases ("
     " account TEXT PRIMARY KEY, owner TEXT, fence INTEGER NOT NULL,"
     " expires_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS handled ("
+    " account TEXT NOT NULL, path TEXT NOT NULL, rev TEXT NOT NULL,"
+    " done_s INTEGER NOT NULL, PRIMARY KEY(account, path, rev))"
+    " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS counters ("
     " name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta ("
     " name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(name, value) VALUES('version_seq', 0);";
+
+/* Columns added to accounts after the first release; an existing app.db
+ * gets them on open (sq_migrate). */
+static const struct {
+    const char *name;
+    const char *decl;
+} sq_account_columns[] = {
+    {"refresh", "refresh TEXT"},
+    {"expires_s", "expires_s INTEGER NOT NULL DEFAULT 0"},
+    {"relink", "relink INTEGER NOT NULL DEFAULT 0"},
+    {"fail_streak", "fail_streak INTEGER NOT NULL DEFAULT 0"},
+};
 
 /* One caller of mark_pending waiting for its commit (on its stack). */
 struct gc_waiter {
@@ -265,12 +283,13 @@ static enum state_status sq_mark_pending(void *impl,
 
 /* ---- tokens, cursors, counters, failures ----------------------------- */
 
-/* Runs one write statement under the connection mutex, with ?1 and ?2
- * bound to text1 and text2 (NULL binds NULL) and ?3 to num; a statement
- * may leave some of them unused. */
+/* Runs one write statement under the connection mutex, with ?1, ?2 and
+ * ?4 bound to text1, text2 and text4 (NULL binds NULL) and ?3 to num; a
+ * statement may leave some of them unused. */
 static enum state_status sq_write(struct sq *q, const char *sql,
                                   const char *what, const char *text1,
-                                  const char *text2, int64_t num)
+                                  const char *text2, int64_t num,
+                                  const char *text4)
 {
     sqlite3_stmt *s;
     int rc;
@@ -280,6 +299,7 @@ static enum state_status sq_write(struct sq *q, const char *sql,
     db_bind_text(s, 1, text1);
     db_bind_text(s, 2, text2);
     sqlite3_bind_int64(s, 3, num);
+    db_bind_text(s, 4, text4);
     rc = sq_step_done(q->db, s, what);
     sqlite3_finalize(s);
     pthread_mutex_unlock(&q->mu);
@@ -313,20 +333,115 @@ static enum state_status sq_read_text(struct sq *q, const char *sql,
 }
 
 static enum state_status sq_token_set(void *impl, const char *account,
-                                      const char *token)
+                                      const char *access, const char *refresh,
+                                      int64_t expires_s)
 {
     return sq_write(impl,
-                    "INSERT INTO accounts(account, token) VALUES(?1, ?2)"
+                    "INSERT INTO accounts(account, token, refresh, expires_s,"
+                    " relink) VALUES(?1, ?2, ?4, ?3, 0)"
                     " ON CONFLICT(account) DO UPDATE"
-                    " SET token = excluded.token",
-                    "token_set", account, token, 0);
+                    " SET token = excluded.token,"
+                    " refresh = COALESCE(excluded.refresh, refresh),"
+                    " expires_s = excluded.expires_s, relink = 0",
+                    "token_set", account, access, expires_s, refresh);
 }
 
 static enum state_status sq_token_get(void *impl, const char *account,
-                                      char **token)
+                                      struct state_token *tok)
 {
-    return sq_read_text(impl, "SELECT token FROM accounts WHERE account = ?1",
-                        account, token);
+    struct sq *q = impl;
+    sqlite3_stmt *s;
+    enum state_status result = STATE_NONE;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, "SELECT token, refresh, expires_s, relink"
+                          " FROM accounts WHERE account = ?1"
+                          " AND token IS NOT NULL");
+    db_bind_text(s, 1, account);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        tok->access = db_column_dup(s, 0);
+        tok->refresh = db_column_dup(s, 1);
+        tok->expires_s = sqlite3_column_int64(s, 2);
+        tok->needs_relink = sqlite3_column_int(s, 3) != 0;
+        result = STATE_OK;
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state read failed error=\"%s\"", sqlite3_errmsg(q->db));
+        result = STATE_ERR;
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+static enum state_status sq_relink_set(void *impl, const char *account)
+{
+    return sq_write(impl, "UPDATE accounts SET relink = 1 WHERE account = ?1",
+                    "relink_set", account, NULL, 0, NULL);
+}
+
+/* STATE_OK when sql (with ?1..?3 bound to a, b, c) returns a row. */
+static enum state_status sq_exists(struct sq *q, const char *sql,
+                                   const char *a, const char *b,
+                                   const char *c)
+{
+    sqlite3_stmt *s;
+    enum state_status result = STATE_NONE;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, sql);
+    db_bind_text(s, 1, a);
+    db_bind_text(s, 2, b);
+    db_bind_text(s, 3, c);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        result = STATE_OK;
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state read failed error=\"%s\"", sqlite3_errmsg(q->db));
+        result = STATE_ERR;
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return result;
+}
+
+static enum state_status sq_account_known(void *impl, const char *account)
+{
+    return sq_exists(impl,
+                     "SELECT 1 FROM accounts WHERE account = ?1"
+                     " AND token IS NOT NULL",
+                     account, NULL, NULL);
+}
+
+static enum state_status sq_handled_check(void *impl, const char *account,
+                                          const char *path, const char *rev)
+{
+    return sq_exists(impl,
+                     "SELECT 1 FROM handled WHERE account = ?1"
+                     " AND path = ?2 AND rev = ?3",
+                     account, path, rev);
+}
+
+static enum state_status sq_handled_put(void *impl, const char *account,
+                                        const char *path, const char *rev)
+{
+    struct sq *q = impl;
+    sqlite3_stmt *s;
+    int rc;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db, "INSERT OR IGNORE INTO handled(account, path, rev,"
+                          " done_s) VALUES(?1, ?2, ?3, ?4)");
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, path);
+    db_bind_text(s, 3, rev);
+    sqlite3_bind_int64(s, 4, time_now_s());
+    rc = sq_step_done(q->db, s, "handled_put");
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return rc == 0 ? STATE_OK : STATE_ERR;
 }
 
 static enum state_status sq_cursor_get(void *impl, const char *account,
@@ -343,7 +458,7 @@ static enum state_status sq_counter_add(void *impl, const char *name,
                     "INSERT INTO counters(name, value) VALUES(?1, ?3)"
                     " ON CONFLICT(name) DO UPDATE"
                     " SET value = value + excluded.value",
-                    "counter_add", name, NULL, delta);
+                    "counter_add", name, NULL, delta, NULL);
 }
 
 static enum state_status sq_counter_get(void *impl, const char *name,
@@ -370,13 +485,31 @@ static enum state_status sq_counter_get(void *impl, const char *name,
 }
 
 static enum state_status sq_failure_set(void *impl, const char *account,
-                                        const char *what)
+                                        const char *what, int64_t *streak)
 {
-    return sq_write(impl,
-                    "INSERT INTO accounts(account, failure) VALUES(?1, ?2)"
-                    " ON CONFLICT(account) DO UPDATE"
-                    " SET failure = excluded.failure",
-                    "failure_set", account, what, 0);
+    struct sq *q = impl;
+    sqlite3_stmt *s;
+    enum state_status result = STATE_ERR;
+
+    pthread_mutex_lock(&q->mu);
+    s = db_prepare(q->db,
+                   "INSERT INTO accounts(account, failure, fail_streak)"
+                   " VALUES(?1, ?2, ?2 IS NOT NULL) ON CONFLICT(account)"
+                   " DO UPDATE SET failure = excluded.failure,"
+                   " fail_streak = CASE WHEN excluded.failure IS NULL"
+                   " THEN 0 ELSE fail_streak + 1 END"
+                   " RETURNING fail_streak");
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, what);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *streak = sqlite3_column_int64(s, 0);
+        result = STATE_OK;
+    } else {
+        LOG_E("state failure_set failed error=\"%s\"", sqlite3_errmsg(q->db));
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return result;
 }
 
 /* ---- leases ---------------------------------------------------------- */
@@ -639,6 +772,10 @@ static json_t *sq_status_account(sqlite3_stmt *s)
     else
         json_object_set_new(
             a, "failure", json_string((const char *)sqlite3_column_text(s, 6)));
+    json_object_set_new(a, "failures_in_row",
+                        json_integer(sqlite3_column_int64(s, 7)));
+    json_object_set_new(a, "needs_relink",
+                        json_boolean(sqlite3_column_int(s, 8)));
     return a;
 }
 
@@ -651,7 +788,8 @@ static int sq_status_accounts(struct sq *q, json_t *out)
         q->db, "SELECT u.account, a.token IS NOT NULL, a.cursor IS NOT NULL,"
                " p.account IS NOT NULL,"
                " l.owner IS NOT NULL AND l.expires_ms > ?1,"
-               " a.last_sync_s, a.failure"
+               " a.last_sync_s, a.failure, COALESCE(a.fail_streak, 0),"
+               " COALESCE(a.relink, 0)"
                " FROM (SELECT account FROM accounts UNION"
                "       SELECT account FROM pending UNION"
                "       SELECT account FROM leases) u"
@@ -686,6 +824,8 @@ static enum state_status sq_status_json(void *impl, char **json)
     struct sq *q = impl;
     json_t *root = json_object();
     json_t *accounts = json_array();
+    size_t i, pending = 0;
+    json_t *a;
     json_t *counters = json_object();
     enum state_status result = STATE_ERR;
 
@@ -701,6 +841,12 @@ static enum state_status sq_status_json(void *impl, char **json)
         LOG_E("state status failed error=\"%s\"", sqlite3_errmsg(q->db));
         goto out;
     }
+    json_array_foreach(accounts, i, a)
+    {
+        if (json_is_true(json_object_get(a, "pending")))
+            pending++;
+    }
+    json_object_set_new(root, "pending", json_integer((json_int_t)pending));
     *json = json_dumps(root, JSON_INDENT(2));
     if (*json != NULL)
         result = STATE_OK;
@@ -713,6 +859,45 @@ out:
 }
 
 /* ---- open and close -------------------------------------------------- */
+
+/* True when accounts already has the column (called inside a
+ * transaction). */
+static bool sq_has_column(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *s = db_prepare(db, "SELECT 1 FROM pragma_table_info("
+                                     "'accounts') WHERE name = ?1");
+    bool found;
+
+    db_bind_text(s, 1, name);
+    found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return found;
+}
+
+/* Adds the columns an older app.db lacks.  BEGIN IMMEDIATE keeps two
+ * processes opening the same old file from adding a column twice. */
+static int sq_migrate(sqlite3 *db)
+{
+    if (db_begin(db) < 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_LEN(sq_account_columns); i++) {
+        char *sql;
+        int rc;
+
+        if (sq_has_column(db, sq_account_columns[i].name))
+            continue;
+        sql = xasprintf("ALTER TABLE accounts ADD COLUMN %s",
+                        sq_account_columns[i].decl);
+        rc = db_exec(db, sql);
+        free(sql);
+        if (rc < 0) {
+            db_rollback(db);
+            return -1;
+        }
+        LOG_I("state migrated column=%s", sq_account_columns[i].name);
+    }
+    return db_commit(db);
+}
 
 static void sq_close(void *impl)
 {
@@ -729,6 +914,10 @@ static const struct state_ops sq_ops = {
     .close = sq_close,
     .token_set = sq_token_set,
     .token_get = sq_token_get,
+    .relink_set = sq_relink_set,
+    .account_known = sq_account_known,
+    .handled_check = sq_handled_check,
+    .handled_put = sq_handled_put,
     .mark_pending = sq_mark_pending,
     .claim = sq_claim,
     .renew = sq_renew,
@@ -756,6 +945,10 @@ struct state *state_open_sqlite(const char *dir)
     free(path);
     if (db == NULL)
         return NULL;
+    if (sq_migrate(db) < 0) {
+        db_close(db);
+        return NULL;
+    }
 
     q = xcalloc(1, sizeof *q);
     q->db = db;

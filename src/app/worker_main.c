@@ -5,10 +5,12 @@
  * SIGTERM or SIGINT; then each thread finishes its page, saves the
  * cursor and releases its lease before the process exits.
  */
+#include "app/handler_cmd.h"
 #include "app/state.h"
 #include "app/worker.h"
 #include "commands.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,11 +18,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* More threads than this is a typo, not a plan. */
 #define WORKER_MAIN_MAX_THREADS 256
 
 struct worker_opts {
+    const char *secret_file;
     const char *data;
     struct worker_config cfg;
     unsigned threads;
@@ -43,6 +47,19 @@ static void worker_usage(FILE *out)
                  "CAs)\n"
                  "  --lease-ms N        lease length (default 30000)\n"
                  "  --threads N         worker threads (default 1)\n"
+                 "  --app-key KEY       refresh expired tokens (the app\n"
+                 "                      secret: --secret-file or\n"
+                 "                      DBXHOOK_APP_SECRET)\n"
+                 "  --secret-file FILE  the app secret\n"
+                 "  --token-url URL     default API-URL/oauth2/token\n"
+                 "  --page-parallel N   entries of a page at once "
+                 "(default 4)\n"
+                 "  --command CMD       run CMD (sh -c) per changed entry\n"
+                 "  --command-timeout-ms N   default 60000\n"
+                 "  --command-concurrency N  default 4\n"
+                 "  --md-deleted keep|delete the .html of a deleted .md "
+                 "(keep)\n"
+                 "  --markdown on|off   the Markdown handler (default on)\n"
                  "  --help              this text\n");
 }
 
@@ -71,6 +88,15 @@ static int worker_parse(int argc, char **argv, struct worker_opts *o)
         {"ca", required_argument, NULL, 'C'},
         {"lease-ms", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},
+        {"app-key", required_argument, NULL, 'k'},
+        {"secret-file", required_argument, NULL, 's'},
+        {"token-url", required_argument, NULL, 'u'},
+        {"page-parallel", required_argument, NULL, 'p'},
+        {"command", required_argument, NULL, 'x'},
+        {"command-timeout-ms", required_argument, NULL, 'T'},
+        {"command-concurrency", required_argument, NULL, 'n'},
+        {"md-deleted", required_argument, NULL, 'm'},
+        {"markdown", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -102,6 +128,43 @@ static int worker_parse(int argc, char **argv, struct worker_opts *o)
                 goto bad_value;
             o->threads = (unsigned)v;
             break;
+        case 'k':
+            o->cfg.app_key = optarg;
+            break;
+        case 's':
+            o->secret_file = optarg;
+            break;
+        case 'u':
+            o->cfg.token_url = optarg;
+            break;
+        case 'p':
+            if (parse_int(optarg, 1, WORKER_PAGE_PARALLEL_MAX, &v) < 0)
+                goto bad_value;
+            o->cfg.page_parallel = (unsigned)v;
+            break;
+        case 'x':
+            o->cfg.command = optarg;
+            break;
+        case 'T':
+            if (parse_int(optarg, 1, 86400000LL, &v) < 0)
+                goto bad_value;
+            o->cfg.command_timeout_ms = v;
+            break;
+        case 'n':
+            if (parse_int(optarg, 1, HANDLER_CMD_CONCURRENCY_MAX, &v) < 0)
+                goto bad_value;
+            o->cfg.command_concurrency = (unsigned)v;
+            break;
+        case 'm':
+            if (strcmp(optarg, "keep") != 0 && strcmp(optarg, "delete") != 0)
+                goto bad_value;
+            o->cfg.md_delete_html = strcmp(optarg, "delete") == 0;
+            break;
+        case 'M':
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                goto bad_value;
+            o->cfg.no_markdown = strcmp(optarg, "off") == 0;
+            break;
         case 'h':
             worker_usage(stdout);
             return 1;
@@ -122,6 +185,41 @@ bad_value:
     return 2;
 }
 
+/* Longest secret file accepted. */
+#define WORKER_SECRET_MAX 4096
+
+/* The app secret, needed only to refresh tokens (--app-key): from
+ * --secret-file, else DBXHOOK_APP_SECRET; *secret NULL without one. */
+static int worker_secret(const struct worker_opts *o, char **secret)
+{
+    const char *env = getenv("DBXHOOK_APP_SECRET");
+
+    *secret = NULL;
+    if (o->secret_file != NULL) {
+        *secret = file_read_all(o->secret_file, WORKER_SECRET_MAX, NULL);
+        if (*secret == NULL) {
+            fprintf(stderr, "dbxhook worker: cannot read secret file '%s'\n",
+                    o->secret_file);
+            return -1;
+        }
+        str_rstrip(*secret);
+    } else if (env != NULL) {
+        *secret = xstrdup(env);
+    }
+    if (o->cfg.app_key != NULL && *secret == NULL)
+        fprintf(stderr, "dbxhook worker: --app-key without a secret: "
+                        "tokens are refreshed with the key alone\n");
+    return 0;
+}
+
+static void secret_drop(char *secret)
+{
+    if (secret != NULL) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
+}
+
 int worker_main(int argc, char **argv)
 {
     struct worker_opts o = {
@@ -138,6 +236,7 @@ int worker_main(int argc, char **argv)
     };
     struct worker_pool *pool;
     struct state *st;
+    char *secret = NULL;
     sigset_t stop_signals;
     int rc, sig;
 
@@ -154,6 +253,10 @@ int worker_main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    o.cfg.data_dir = o.data;
+    if (worker_secret(&o, &secret) < 0)
+        return 1;
+    o.cfg.app_secret = secret;
     st = state_open_sqlite(o.data);
     if (st == NULL) {
         fprintf(stderr, "dbxhook worker: cannot open the state in %s\n",
@@ -163,6 +266,7 @@ int worker_main(int argc, char **argv)
     pool = worker_pool_start(st, &o.cfg, o.threads);
     if (pool == NULL) {
         state_close(st);
+        secret_drop(secret);
         return 1;
     }
     LOG_I("worker running data=%s threads=%u", o.data, o.threads);
@@ -172,5 +276,6 @@ int worker_main(int argc, char **argv)
     LOG_I("worker stopping signal=%d", sig);
     worker_pool_stop(pool);
     state_close(st);
+    secret_drop(secret);
     return 0;
 }

@@ -23,7 +23,10 @@ TIMEOUT_S = 10
 
 @pytest.fixture
 def app(app_factory):
-    return app_factory(SECRET, workers=0)
+    a = app_factory(SECRET, workers=0)
+    # The receiver marks only accounts the app is linked to.
+    a.set_token(ACCOUNT, "token-for-alice")
+    return a
 
 
 def request(app, method, path, body=None, headers=None):

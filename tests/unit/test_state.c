@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -296,14 +297,16 @@ static void test_status_json(void **ctx)
     json_t *a;
     char *acct = NULL;
     char *tok = NULL;
+    struct state_token t;
     uint64_t fence;
     int64_t v;
 
-    assert_int_equal(state_token_set(f->st, "dbid:erin", "tok-1"), STATE_OK);
-    assert_int_equal(state_token_get(f->st, "dbid:erin", &tok), STATE_OK);
-    assert_string_equal(tok, "tok-1");
-    free(tok);
-    assert_int_equal(state_token_get(f->st, "dbid:nobody", &tok), STATE_NONE);
+    assert_int_equal(state_token_set(f->st, "dbid:erin", "tok-1", NULL, 0),
+                     STATE_OK);
+    assert_int_equal(state_token_get(f->st, "dbid:erin", &t), STATE_OK);
+    assert_string_equal(t.access, "tok-1");
+    state_token_free(&t);
+    assert_int_equal(state_token_get(f->st, "dbid:nobody", &t), STATE_NONE);
     assert_int_equal(state_cursor_get(f->st, "dbid:erin", &tok), STATE_NONE);
     mark1(f->st, "dbid:erin");
     assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
@@ -311,7 +314,7 @@ static void test_status_json(void **ctx)
     free(acct);
     assert_int_equal(state_cursor_set(f->st, "dbid:erin", "c", fence),
                      STATE_OK);
-    assert_int_equal(state_failure_set(f->st, "dbid:erin", "http 500"),
+    assert_int_equal(state_failure_set(f->st, "dbid:erin", "http 500", NULL),
                      STATE_OK);
     assert_int_equal(state_counter_add(f->st, "notifications", 5), STATE_OK);
 
@@ -331,10 +334,107 @@ static void test_status_json(void **ctx)
         json_object_get(json_object_get(root, "counters"), "failures")));
     json_decref(root);
 
-    assert_int_equal(state_failure_set(f->st, "dbid:erin", NULL), STATE_OK);
+    assert_int_equal(state_failure_set(f->st, "dbid:erin", NULL, NULL),
+                     STATE_OK);
     a = status_of(f->st, "dbid:erin", &root);
     assert_true(json_is_null(json_object_get(a, "failure")));
     json_decref(root);
+}
+
+/* Refresh tokens: kept when a refresh stores only an access token;
+ * re-link flag set by relink_set and cleared by the next token. */
+static void test_tokens(void **ctx)
+{
+    struct fixture *f = *ctx;
+    struct state_token t;
+
+    assert_int_equal(state_account_known(f->st, "dbid:fay"), STATE_NONE);
+    assert_int_equal(state_token_set(f->st, "dbid:fay", "a1", "r1", 100),
+                     STATE_OK);
+    assert_int_equal(state_account_known(f->st, "dbid:fay"), STATE_OK);
+    assert_int_equal(state_token_set(f->st, "dbid:fay", "a2", NULL, 200),
+                     STATE_OK);
+    assert_int_equal(state_token_get(f->st, "dbid:fay", &t), STATE_OK);
+    assert_string_equal(t.access, "a2");
+    assert_string_equal(t.refresh, "r1");
+    assert_int_equal(t.expires_s, 200);
+    assert_false(t.needs_relink);
+    state_token_free(&t);
+
+    assert_int_equal(state_relink_set(f->st, "dbid:fay"), STATE_OK);
+    assert_int_equal(state_token_get(f->st, "dbid:fay", &t), STATE_OK);
+    assert_true(t.needs_relink);
+    state_token_free(&t);
+    assert_int_equal(state_token_set(f->st, "dbid:fay", "a3", "r3", 0),
+                     STATE_OK);
+    assert_int_equal(state_token_get(f->st, "dbid:fay", &t), STATE_OK);
+    assert_false(t.needs_relink);
+    assert_string_equal(t.refresh, "r3");
+    state_token_free(&t);
+    assert_int_equal(state_token_set(f->st, "dbid:fay", "", NULL, 0),
+                     STATE_ERR);
+}
+
+static void test_handled_and_streak(void **ctx)
+{
+    struct fixture *f = *ctx;
+    int64_t streak = 0;
+
+    assert_int_equal(state_handled_check(f->st, "dbid:gus", "/a.md", "01"),
+                     STATE_NONE);
+    assert_int_equal(state_handled_put(f->st, "dbid:gus", "/a.md", "01"),
+                     STATE_OK);
+    assert_int_equal(state_handled_put(f->st, "dbid:gus", "/a.md", "01"),
+                     STATE_OK);
+    assert_int_equal(state_handled_check(f->st, "dbid:gus", "/a.md", "01"),
+                     STATE_OK);
+    assert_int_equal(state_handled_check(f->st, "dbid:gus", "/a.md", "02"),
+                     STATE_NONE);
+    assert_int_equal(state_handled_check(f->st, "dbid:gus", "", "02"),
+                     STATE_ERR);
+
+    assert_int_equal(state_failure_set(f->st, "dbid:gus", "x", &streak),
+                     STATE_OK);
+    assert_int_equal(streak, 1);
+    assert_int_equal(state_failure_set(f->st, "dbid:gus", "y", &streak),
+                     STATE_OK);
+    assert_int_equal(streak, 2);
+    assert_int_equal(state_failure_set(f->st, "dbid:gus", NULL, &streak),
+                     STATE_OK);
+    assert_int_equal(streak, 0);
+}
+
+/* An app.db from before refresh tokens gains the new columns on open. */
+static void test_migrates_old_db(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char path[128];
+    sqlite3 *db;
+    struct state_token t;
+
+    state_close(f->st);
+    snprintf(path, sizeof path, "%s/app.db", f->dir);
+    remove(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE accounts (account TEXT PRIMARY KEY,"
+                     " token TEXT, cursor TEXT, last_sync_s INTEGER,"
+                     " failure TEXT);"
+                     "INSERT INTO accounts(account, token, cursor)"
+                     " VALUES('dbid:old', 'tok', 'cur');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->st = state_open_sqlite(f->dir);
+    assert_non_null(f->st);
+    assert_int_equal(state_token_get(f->st, "dbid:old", &t), STATE_OK);
+    assert_string_equal(t.access, "tok");
+    assert_null(t.refresh);
+    state_token_free(&t);
+    assert_int_equal(state_token_set(f->st, "dbid:old", "a", "r", 5),
+                     STATE_OK);
 }
 
 static void test_bad_accounts(void **ctx)
@@ -377,6 +477,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handled_and_streak, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_old_db, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
     };
 
