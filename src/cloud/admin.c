@@ -24,9 +24,6 @@
 #define APP_KEY_CHARS 15
 #define FIRST_UID 1001
 #define ADMIN_ERR_MAX 512
-#define ALL_SCOPES                                                          \
-    "files.metadata.read files.content.read files.content.write "           \
-    "account_info.read"
 
 typedef void (*admin_handler)(struct store *s, json_t *body,
                               struct hsrv_response *resp);
@@ -221,16 +218,22 @@ static int64_t admin_link_put(struct store *s, int64_t app,
 static void admin_link_create(struct store *s, json_t *body,
                               struct hsrv_response *resp)
 {
-    const char *key = admin_str(body, "app_key", resp), *account, *scopes;
+    const char *key = admin_str(body, "app_key", resp), *account, *asked;
+    char scopes[AUTH_SCOPES_MAX];
     int64_t app_id, account_row, link = 0;
     char *token = NULL;
 
     if (key == NULL || (account = admin_str(body, "account_id", resp)) ==
                            NULL)
         return;
-    scopes = json_string_value(json_object_get(body, "scopes"));
-    if (scopes == NULL || scopes[0] == '\0')
-        scopes = ALL_SCOPES;
+    asked = json_string_value(json_object_get(body, "scopes"));
+    if (asked == NULL || asked[0] == '\0')
+        asked = AUTH_ALL_SCOPES;
+    if (oauth_scopes_canon(asked, scopes, sizeof scopes) < 0) {
+        admin_error(resp, 400, "scopes: unknown scope (known: "
+                    AUTH_ALL_SCOPES ")");
+        return;
+    }
 
     store_lock(s);
     app_id = admin_rowid(s, "SELECT id FROM apps WHERE app_key = ?1", key);

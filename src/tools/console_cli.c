@@ -12,6 +12,7 @@
 #include "common/http_client.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -314,8 +315,10 @@ static int console_send(const struct console_opts *o,
     int rc = 1;
 
     if (token == NULL) {
-        fprintf(stderr, "dbxhook console: cannot read admin token %s\n",
-                o->token_file);
+        fprintf(stderr, "dbxhook console: cannot read admin token %s: %s\n"
+                "  (run from where 'dbxhook cloud' was started, or pass "
+                "--admin-token-file and --ca)\n", o->token_file,
+                strerror(errno));
         return 1;
     }
     str_rstrip(token);
@@ -332,8 +335,12 @@ static int console_send(const struct console_opts *o,
             .body = body, .body_len = strlen(body),
             .timeout_ms = call->timeout_ms};
 
-        if (hcli_perform(h, &req, &resp) < 0)
+        if (hcli_perform(h, &req, &resp) < 0) {
             fprintf(stderr, "dbxhook console: %s: %s\n", url, resp.error);
+            if (strncmp(o->cloud, "http:", 5) == 0)
+                fprintf(stderr, "  (the cloud serves HTTPS unless started "
+                        "with --http: try --cloud https://...)\n");
+        }
         else
             rc = console_print(call, &resp);
     }

@@ -218,6 +218,22 @@ def test_get_current_account(cloud):
     assert me.disabled is False and me.account_type.is_basic()
 
 
+def test_link_refuses_unknown_scopes(cloud):
+    app = cloud.new_app()
+    account = cloud.new_account()
+    status, _, body = cloud.post(
+        "/admin/links/create",
+        {"app_key": app["app_key"], "account_id": account["account_id"],
+         "scopes": "files.metadata.read bogus.scope"},
+        {"Authorization": "Bearer " + cloud.admin_token})
+    assert status == 400
+    assert b"unknown scope" in body
+    linked = cloud.admin("links/create", {
+        "app_key": app["app_key"], "account_id": account["account_id"],
+        "scopes": "files.content.read files.metadata.read"})
+    assert linked["scopes"] == "files.metadata.read files.content.read"
+
+
 def test_auth_errors(cloud, dropbox):
     bad = cloud.sdk("sl.not-a-real-token")
     with pytest.raises(dropbox.exceptions.AuthError) as e:
