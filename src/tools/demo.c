@@ -208,7 +208,7 @@ static int demo_parse(int argc, char **argv, struct demo_opts *o)
             o->timeout_s = strtol(optarg, &end, 10);
             if (errno || *end || o->timeout_s < 1 ||
                 o->timeout_s > 86400) {
-                fprintf(stderr, "demo: --timeout-s wants 1 to 86400\n");
+                fprintf(stderr, "dbxhook demo: --timeout-s wants 1 to 86400\n");
                 return -1;
             }
             break;
@@ -216,7 +216,8 @@ static int demo_parse(int argc, char **argv, struct demo_opts *o)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "demo: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "dbxhook demo: unexpected argument '%s'\n",
+                argv[optind]);
         return -1;
     }
     return 0;
@@ -251,7 +252,7 @@ static int demo_prepare_dirs(struct demo *d)
 
     if (d->opts.data_dir != NULL) {
         if (mkdir_p(d->opts.data_dir, 0700) < 0) {
-            fprintf(stderr, "demo: cannot create %s: %s\n",
+            fprintf(stderr, "dbxhook demo: cannot create %s: %s\n",
                     d->opts.data_dir, strerror(errno));
             return -1;
         }
@@ -260,7 +261,7 @@ static int demo_prepare_dirs(struct demo *d)
         d->dir = xasprintf("%s/dbxhook-demo-XXXXXX",
                            tmp != NULL && *tmp ? tmp : "/tmp");
         if (mkdtemp(d->dir) == NULL) {
-            fprintf(stderr, "demo: cannot create %s: %s\n", d->dir,
+            fprintf(stderr, "dbxhook demo: cannot create %s: %s\n", d->dir,
                     strerror(errno));
             return -1;
         }
@@ -362,7 +363,7 @@ static int demo_spawn(struct demo *d, struct demo_child *c,
     fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
               0600);
     if (fd < 0) {
-        fprintf(stderr, "demo: cannot open %s: %s\n", c->log_path,
+        fprintf(stderr, "dbxhook demo: cannot open %s: %s\n", c->log_path,
                 strerror(errno));
         return -1;
     }
@@ -371,7 +372,7 @@ static int demo_spawn(struct demo *d, struct demo_child *c,
         demo_exec(d->exe, argv, envp, -1, fd, fd, parent);
     close(fd);
     if (pid < 0) {
-        fprintf(stderr, "demo: fork: %s\n", strerror(errno));
+        fprintf(stderr, "dbxhook demo: fork: %s\n", strerror(errno));
         return -1;
     }
     c->pid = pid;
@@ -412,12 +413,12 @@ static int demo_wait_port(struct demo_child *c)
         last = port;
         if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
             c->pid = 0;
-            fprintf(stderr, "demo: the %s exited before listening; "
+            fprintf(stderr, "dbxhook demo: the %s exited before listening; "
                     "see %s\n", c->name, c->log_path);
             return -1;
         }
         if (time_mono_ms() > deadline) {
-            fprintf(stderr, "demo: the %s did not listen within %d ms; "
+            fprintf(stderr, "dbxhook demo: the %s did not listen within %d ms; "
                     "see %s\n", c->name, DEMO_START_TIMEOUT_MS,
                     c->log_path);
             return -1;
@@ -451,12 +452,12 @@ static void demo_stop(struct demo_child *c)
     kill(c->pid, SIGTERM);
     if (!demo_reap(c->pid, time_mono_ms() + DEMO_STOP_TIMEOUT_MS,
                    &status)) {
-        fprintf(stderr, "demo: the %s ignored SIGTERM; killing it\n",
+        fprintf(stderr, "dbxhook demo: the %s ignored SIGTERM; killing it\n",
                 c->name);
         kill(c->pid, SIGKILL);
         waitpid(c->pid, &status, 0);
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "demo: the %s stopped uncleanly (status %d); "
+        fprintf(stderr, "dbxhook demo: the %s stopped uncleanly (status %d); "
                 "see %s\n", c->name, status, c->log_path);
     }
     c->pid = 0;
@@ -518,7 +519,7 @@ static int demo_appctl(struct demo *d, const char *const *args,
     if (pid < 0)
         goto out;
     if (input != NULL && write(in[1], input, strlen(input)) < 0)
-        fprintf(stderr, "demo: appctl stdin: %s\n", strerror(errno));
+        fprintf(stderr, "dbxhook demo: appctl stdin: %s\n", strerror(errno));
     close(in[1]);
     in[1] = -1;
     if (demo_read_all(outp[0], out != NULL ? out : &sink, deadline) < 0)
@@ -530,7 +531,7 @@ static int demo_appctl(struct demo *d, const char *const *args,
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         rc = 0;
     else
-        fprintf(stderr, "demo: appctl %s failed (status %d); see %s\n",
+        fprintf(stderr, "dbxhook demo: appctl %s failed (status %d); see %s\n",
                 argv[4], status, d->app.log_path);
 out:
     if (log_fd >= 0)
@@ -567,17 +568,17 @@ static int demo_admin(struct demo *d, const char *name, json_t *body,
 
     *answer = NULL;
     if (hcli_perform(d->admin, &req, &resp) < 0) {
-        fprintf(stderr, "demo: admin %s: %s\n", name, resp.error);
+        fprintf(stderr, "dbxhook demo: admin %s: %s\n", name, resp.error);
         goto out;
     }
     if (resp.status != 200) {
-        fprintf(stderr, "demo: admin %s: HTTP %ld %.200s\n", name,
+        fprintf(stderr, "dbxhook demo: admin %s: HTTP %ld %.200s\n", name,
                 resp.status, resp.body != NULL ? resp.body : "");
         goto out;
     }
     *answer = json_loadb(resp.body, resp.body_len, 0, &jerr);
     if (!json_is_object(*answer)) {
-        fprintf(stderr, "demo: admin %s: answer is not a JSON object\n",
+        fprintf(stderr, "dbxhook demo: admin %s: answer is not a JSON object\n",
                 name);
         json_decref(*answer);
         *answer = NULL;
@@ -618,7 +619,7 @@ static int demo_create_account_and_app(struct demo *d)
     json_decref(a);
     if (d->account_id == NULL || d->app_key == NULL ||
         d->app_secret == NULL) {
-        fprintf(stderr, "demo: the cloud's answers lack ids\n");
+        fprintf(stderr, "dbxhook demo: the cloud's answers lack ids\n");
         goto out;
     }
     if (demo_admin(d, "links/create",
@@ -628,7 +629,7 @@ static int demo_create_account_and_app(struct demo *d)
     d->token = demo_json_str(a, "access_token");
     json_decref(a);
     if (d->token == NULL) {
-        fprintf(stderr, "demo: links/create gave no access token\n");
+        fprintf(stderr, "dbxhook demo: links/create gave no access token\n");
         goto out;
     }
     printf("account  %s linked to app %s\n", d->account_id, d->app_key);
@@ -653,7 +654,7 @@ static int demo_set_webhook(struct demo *d)
     state = json_string_value(json_object_get(a, "state"));
     error = json_string_value(json_object_get(a, "error"));
     if (state == NULL || strcmp(state, "verified") != 0) {
-        fprintf(stderr, "demo: webhook %s was not verified: %s (%s)\n",
+        fprintf(stderr, "dbxhook demo: webhook %s was not verified: %s (%s)\n",
                 uri, state != NULL ? state : "?",
                 error != NULL ? error : "no error given");
         goto out;
@@ -692,7 +693,7 @@ static int demo_start_cloud(struct demo *d)
     d->cloud_url = xasprintf("https://127.0.0.1:%d", d->cloud.port);
     d->admin_token = file_read_all(token_path, 4096, NULL);
     if (d->admin_token == NULL) {
-        fprintf(stderr, "demo: cannot read %s\n", token_path);
+        fprintf(stderr, "dbxhook demo: cannot read %s\n", token_path);
         goto out;
     }
     str_rstrip(d->admin_token);
@@ -740,7 +741,7 @@ static int demo_add_file(struct demo *d, const char *local,
     struct demo_file *f;
 
     if (d->n_files == DEMO_MAX_FILES) {
-        fprintf(stderr, "demo: more than %d files to upload\n",
+        fprintf(stderr, "dbxhook demo: more than %d files to upload\n",
                 DEMO_MAX_FILES);
         return -1;
     }
@@ -756,7 +757,7 @@ static int demo_add_file(struct demo *d, const char *local,
         f->html_lower = pathx_fold(html);
         free(html);
         if (f->html_lower == NULL) {
-            fprintf(stderr, "demo: %s: name is not UTF-8\n", local);
+            fprintf(stderr, "dbxhook demo: %s: name is not UTF-8\n", local);
             free(f->local);
             free(f->remote);
             return -1;
@@ -778,7 +779,7 @@ static int demo_walk(struct demo *d, const char *local, const char *remote,
     int rc = 0;
 
     if (dir == NULL) {
-        fprintf(stderr, "demo: %s: %s\n", local, strerror(errno));
+        fprintf(stderr, "dbxhook demo: %s: %s\n", local, strerror(errno));
         return -1;
     }
     while (rc == 0 && (de = readdir(dir)) != NULL) {
@@ -787,10 +788,10 @@ static int demo_walk(struct demo *d, const char *local, const char *remote,
         char *lp = xasprintf("%s/%s", local, de->d_name);
         char *rp = xasprintf("%s/%s", remote, de->d_name);
         if (lstat(lp, &st) < 0) {
-            fprintf(stderr, "demo: %s: %s\n", lp, strerror(errno));
+            fprintf(stderr, "dbxhook demo: %s: %s\n", lp, strerror(errno));
             rc = -1;
         } else if (S_ISDIR(st.st_mode) && depth + 1 >= DEMO_MAX_DEPTH) {
-            fprintf(stderr, "demo: %s: nested too deep\n", lp);
+            fprintf(stderr, "dbxhook demo: %s: nested too deep\n", lp);
             rc = -1;
         } else if (S_ISDIR(st.st_mode)) {
             rc = demo_walk(d, lp, rp, depth + 1);
@@ -844,8 +845,8 @@ static int demo_collect_files(struct demo *d)
     qsort(d->by_html, d->n_md, sizeof *d->by_html, demo_html_order);
     for (size_t i = 1; i < d->n_md; i++) {
         if (demo_html_order(&d->by_html[i - 1], &d->by_html[i]) == 0) {
-            fprintf(stderr, "demo: %s and %s differ only in case, which "
-                    "Dropbox paths do not tell apart\n",
+            fprintf(stderr, "dbxhook demo: %s and %s differ only in "
+                    "case, which Dropbox paths do not tell apart\n",
                     d->by_html[i - 1]->local, d->by_html[i]->local);
             return -1;
         }
@@ -864,7 +865,7 @@ static int demo_expect_html(struct demo_file *f, const char *src,
     size_t html_len = 0;
 
     if (handler_md_render(src, len, &html, &html_len) < 0) {
-        fprintf(stderr, "demo: %s: md4c cannot render it\n", f->local);
+        fprintf(stderr, "dbxhook demo: %s: md4c cannot render it\n", f->local);
         return -1;
     }
     sha256_hex(html, html_len, f->html_sha);
@@ -889,7 +890,7 @@ static int demo_upload_one(struct demo *d, const struct demo_file *f,
     if (s == DBXAPI_OK)
         return 0;
     if (!demo_interrupted)
-        fprintf(stderr, "demo: upload %s: %s %s\n", f->remote,
+        fprintf(stderr, "dbxhook demo: upload %s: %s %s\n", f->remote,
                 dbxapi_status_name(s), s == DBXAPI_RETRY ? "" : err.summary);
     return -1;
 }
@@ -903,7 +904,8 @@ static int demo_upload_all(struct demo *d)
         int rc;
 
         if (data == NULL) {
-            fprintf(stderr, "demo: cannot read %s (or above %u bytes)\n",
+            fprintf(stderr,
+                    "dbxhook demo: cannot read %s (or above %u bytes)\n",
                     f->local, DBXAPI_MAX_UPLOAD);
             return -1;
         }
@@ -967,7 +969,7 @@ static int demo_poll(struct demo *d)
         if (s == DBXAPI_RETRY || s == DBXAPI_TRANSPORT)
             return 0;
         if (s != DBXAPI_OK) {
-            fprintf(stderr, "demo: list_folder: %s %s\n",
+            fprintf(stderr, "dbxhook demo: list_folder: %s %s\n",
                     dbxapi_status_name(s), err.summary);
             return -1;
         }
@@ -988,7 +990,7 @@ static void demo_report_missing(const struct demo *d)
 {
     size_t shown = 0;
 
-    fprintf(stderr, "demo: %zu of %zu Markdown files not converted "
+    fprintf(stderr, "dbxhook demo: %zu of %zu Markdown files not converted "
             "within %ld s:\n", d->n_md - d->n_verified, d->n_md,
             d->opts.timeout_s);
     for (size_t i = 0; i < d->n_md && shown < DEMO_REPORT_MAX; i++) {
@@ -1106,7 +1108,7 @@ static int demo_prepare(struct demo *d)
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
     if (n <= 0) {
-        fprintf(stderr, "demo: cannot find this program's path\n");
+        fprintf(stderr, "dbxhook demo: cannot find this program's path\n");
         return -1;
     }
     exe[n] = '\0';
@@ -1116,7 +1118,7 @@ static int demo_prepare(struct demo *d)
     else
         d->folder = demo_find_sample(d->exe);
     if (d->folder == NULL || !demo_is_dir(d->folder)) {
-        fprintf(stderr, "demo: no folder to import (%s)\n",
+        fprintf(stderr, "dbxhook demo: no folder to import (%s)\n",
                 d->opts.import_dir != NULL ? d->opts.import_dir
                                            : "sample/ not found");
         return -1;
@@ -1124,7 +1126,8 @@ static int demo_prepare(struct demo *d)
     if (demo_collect_files(d) < 0)
         return -1;
     if (d->n_md == 0) {
-        fprintf(stderr, "demo: no Markdown files (*.md, any case) in %s\n",
+        fprintf(stderr,
+                "dbxhook demo: no Markdown files (*.md, any case) in %s\n",
                 d->folder);
         return -1;
     }
@@ -1213,12 +1216,12 @@ int demo_main(int argc, char **argv)
     demo_stop(&d.app);
     demo_stop(&d.cloud);
     if (demo_interrupted)
-        fprintf(stderr, "demo: interrupted\n");
+        fprintf(stderr, "dbxhook demo: interrupted\n");
 
     if (d.dir_is_temp && !d.opts.keep && rc == 0)
         demo_remove_tree(d.dir, 0);
     else if (d.dir != NULL && rc != 0)
-        fprintf(stderr, "demo: logs and data kept in %s\n", d.dir);
+        fprintf(stderr, "dbxhook demo: logs and data kept in %s\n", d.dir);
     else if (d.dir != NULL)
         printf("  data kept in:            %s\n", d.dir);
     demo_free(&d);
