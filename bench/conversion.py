@@ -14,6 +14,16 @@ LIBS = ["libmicrohttpd", "libcurl", "jansson", "sqlite3", "libcrypto",
         "md4c", "md4c-html", "libutf8proc"]
 
 
+def _sanitized(build_dir):
+    """True when CMake configured build_dir with DBXHOOK_SANITIZE=ON."""
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            return any(line.strip() == "DBXHOOK_SANITIZE:BOOL=ON"
+                       for line in f)
+    except FileNotFoundError:
+        return False
+
+
 def build(ctx):
     build_dir = os.path.dirname(ctx.bin)
     lib = os.path.join(build_dir, "libdbxcore.a")
@@ -28,6 +38,9 @@ def build(ctx):
             os.path.join(h.BENCH_DIR, "md_bench.c"), lib,
             "-lcmark-gfm-extensions", "-lcmark-gfm"] + flags
            + ["-lpthread", "-lm"])
+    if _sanitized(build_dir):
+        # A library built with ASan+UBSan needs their runtimes linked in.
+        cmd += ["-fsanitize=address,undefined"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("md_bench build failed:\n" + r.stderr)
