@@ -16,10 +16,12 @@
 #include "common/util.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Header block limit: notifications and verifications need little. */
 #define RECEIVER_MAX_HEADER     (16u * 1024u)
@@ -36,6 +38,8 @@ struct receiver {
     struct app_link *link;
     atomic_uint in_flight; /* requests being answered */
     unsigned soft_conns;   /* in_flight at which 503 starts */
+    _Atomic int64_t log_last_s; /* second of the last INFO notification */
+    atomic_uint log_quieted;    /* notifications logged at debug since */
 };
 
 static void reply_text(struct hsrv_response *resp, int status, const char *text)
@@ -125,7 +129,6 @@ static long receiver_known(struct receiver *r, const char **ids, size_t n,
         } else if (st == STATE_NONE) {
             LOG_W("notification unknown account=%s peer=%s ignored=1", ids[i],
                   hsrv_peer(req));
-            state_counter_add(r->st, "unknown_accounts", 1);
         } else {
             return -1;
         }
@@ -139,35 +142,98 @@ static void reply_unavailable(struct hsrv_response *resp, const char *why)
     hsrv_add_header(resp, "Retry-After", "1");
 }
 
-/* Marks the known accounts and answers; root stays the caller's. */
+/* A notification waiting for the commit that holds its marks. */
+struct receiver_mark_wait {
+    struct receiver *r;
+    struct hsrv_later *later;
+    const struct hsrv_request *req; /* valid until hsrv_answer */
+    bool wake;                      /* some account was marked */
+};
+
+/* Runs on the committer's thread once the marks are on disk (or not):
+ * only then does the 200 go out. */
+static void receiver_marked(void *arg, enum state_status rc)
+{
+    struct receiver_mark_wait *w = arg;
+    struct receiver *r = w->r;
+    struct hsrv_response resp = {0};
+
+    if (rc != STATE_OK) {
+        LOG_E("notification not stored peer=%s", hsrv_peer(w->req));
+        reply_unavailable(&resp, "state store unavailable\n");
+    } else {
+        if (r->pool != NULL && w->wake)
+            worker_pool_wake(r->pool);
+        hsrv_reply(&resp, 200, NULL, "", 0);
+    }
+    /* Once answered, receiver_stop may free r: touch it before. */
+    atomic_fetch_sub(&r->in_flight, 1);
+    hsrv_answer(w->later, &resp);
+    free(w);
+}
+
+/* One INFO line per notification would cost more than the notification
+ * under load: at most one a second is INFO, telling how many went to
+ * debug level since the last; the others are debug lines. */
+static void receiver_log_notification(struct receiver *r, size_t n,
+                                      long kept,
+                                      const struct hsrv_request *req)
+{
+    struct timespec ts;
+    int64_t now_s, last;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    now_s = (int64_t)ts.tv_sec;
+    last = atomic_load(&r->log_last_s);
+    if (now_s != last &&
+        atomic_compare_exchange_strong(&r->log_last_s, &last, now_s)) {
+        LOG_I("notification accounts=%zu marked=%ld peer=%s quieted=%u", n,
+              kept, hsrv_peer(req), atomic_exchange(&r->log_quieted, 0));
+        return;
+    }
+    atomic_fetch_add(&r->log_quieted, 1);
+    LOG_D("notification accounts=%zu marked=%ld peer=%s", n, kept,
+          hsrv_peer(req));
+}
+
+/* Marks the known accounts, counting the notification in the same
+ * commit, and answers once that commit is done (receiver_marked); root
+ * stays the caller's. */
 static void receiver_mark(struct receiver *r, json_t *accounts,
                           const struct hsrv_request *req,
                           struct hsrv_response *resp)
 {
     size_t n = json_array_size(accounts);
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
-    enum state_status rc = STATE_ERR;
+    struct state_count counts[2] = {{"notifications", 1},
+                                    {"unknown_accounts", 0}};
+    struct receiver_mark_wait *w;
     long kept;
 
     for (size_t i = 0; i < n; i++)
         ids[i] = json_string_value(json_array_get(accounts, i));
     kept = receiver_known(r, ids, n, req);
-    if (kept >= 0)
-        rc = state_mark_pending(r->st, ids, (size_t)kept);
-    free(ids);
-    if (rc != STATE_OK) {
+    if (kept < 0) {
+        free(ids);
         LOG_E("notification not stored accounts=%zu peer=%s", n,
               hsrv_peer(req));
         reply_unavailable(resp, "state store unavailable\n");
         return;
     }
+    counts[1].delta = (int64_t)n - kept;
+    receiver_log_notification(r, n, kept, req);
 
-    state_counter_add(r->st, "notifications", 1);
-    if (r->pool != NULL && kept > 0)
-        worker_pool_wake(r->pool);
-    LOG_I("notification accounts=%zu marked=%ld peer=%s", n, kept,
-          hsrv_peer(req));
-    hsrv_reply(resp, 200, NULL, "", 0);
+    w = xcalloc(1, sizeof *w);
+    w->r = r;
+    w->req = req;
+    w->wake = kept > 0;
+    w->later = hsrv_later(req);
+    atomic_fetch_add(&r->in_flight, 1); /* released by receiver_marked */
+    if (state_mark_pending_async(r->st, ids, (size_t)kept, counts,
+                                 counts[1].delta > 0 ? 2 : 1,
+                                 receiver_marked, w) != STATE_OK)
+        receiver_marked(w, STATE_ERR);
+    free(ids);
 }
 
 static void receiver_notify(struct receiver *r, const struct hsrv_request *req,
@@ -248,12 +314,74 @@ static void receiver_page(struct receiver *r, const struct hsrv_request *req,
     }
 }
 
+/* A page that may block (linking talks to the token endpoint; status
+ * reads the store), run on a thread of its own: the HTTP server's
+ * threads serve every connection and must not wait. */
+struct receiver_page_job {
+    struct receiver *r;
+    const struct hsrv_request *req; /* valid until hsrv_answer */
+    struct hsrv_later *later;
+};
+
+static void *receiver_page_thread(void *arg)
+{
+    struct receiver_page_job *job = arg;
+    struct receiver *r = job->r;
+    struct hsrv_response resp = {0};
+
+    receiver_page(r, job->req, &resp);
+    /* Once answered, receiver_stop may free r: touch it before. */
+    atomic_fetch_sub(&r->in_flight, 1);
+    hsrv_answer(job->later, &resp);
+    free(job);
+    return NULL;
+}
+
+static bool receiver_page_blocks(const struct receiver *r,
+                                 const struct hsrv_request *req)
+{
+    const char *path = hsrv_path(req);
+
+    return r->link != NULL && strcmp(hsrv_method(req), "GET") == 0 &&
+           (strcmp(path, "/status") == 0 || strcmp(path, "/login") == 0 ||
+            strcmp(path, "/oauth/callback") == 0);
+}
+
+static void receiver_page_later(struct receiver *r,
+                                const struct hsrv_request *req,
+                                struct hsrv_response *resp)
+{
+    struct receiver_page_job *job = xcalloc(1, sizeof *job);
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    job->r = r;
+    job->req = req;
+    job->later = hsrv_later(req);
+    atomic_fetch_add(&r->in_flight, 1); /* released by the thread */
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, receiver_page_thread, job);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        LOG_W("request refused status=503 reason=no_thread peer=%s",
+              hsrv_peer(req));
+        reply_unavailable(resp, "busy\n");
+        hsrv_answer(job->later, resp);
+        free(job);
+        atomic_fetch_sub(&r->in_flight, 1);
+    }
+}
+
 static void receiver_route(struct receiver *r, const struct hsrv_request *req,
                            struct hsrv_response *resp)
 {
     const char *method = hsrv_method(req);
 
-    if (strcmp(hsrv_path(req), r->path) != 0)
+    if (strcmp(hsrv_path(req), r->path) != 0 && receiver_page_blocks(r, req))
+        receiver_page_later(r, req, resp);
+    else if (strcmp(hsrv_path(req), r->path) != 0)
         receiver_page(r, req, resp);
     else if (strcmp(method, "GET") == 0)
         receiver_verify(req, resp);
@@ -325,6 +453,7 @@ struct receiver *receiver_start(const struct receiver_config *cfg)
         .conn_timeout_s = RECEIVER_CONN_TIMEOUT_S,
         .handler = receiver_handle,
         .ctx = r,
+        .async = true,
     };
 
     r->soft_conns = cfg->soft_conns ? cfg->soft_conns : RECEIVER_SOFT_CONNS;

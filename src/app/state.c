@@ -184,6 +184,27 @@ enum state_status state_mark_pending(struct state *st,
     return st->ops->mark_pending(st->impl, accounts, n);
 }
 
+enum state_status state_mark_pending_async(struct state *st,
+                                           const char *const *accounts,
+                                           size_t n,
+                                           const struct state_count *counts,
+                                           size_t n_counts, state_mark_cb done,
+                                           void *arg)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!check_account("mark_pending", accounts[i]))
+            return STATE_ERR;
+    }
+    for (size_t i = 0; i < n_counts; i++) {
+        if (!check_counter(counts[i].name))
+            return STATE_ERR;
+    }
+    if (done == NULL)
+        return STATE_ERR;
+    return st->ops->mark_pending_async(st->impl, accounts, n, counts,
+                                       n_counts, done, arg);
+}
+
 enum state_status state_claim(struct state *st, const char *owner,
                               int64_t lease_ms, char **account, uint64_t *fence,
                               int64_t *version)

@@ -94,6 +94,27 @@ enum state_status state_handled_put(struct state *st, const char *account,
 enum state_status state_mark_pending(struct state *st,
                                      const char *const *accounts, size_t n);
 
+/* A counter delta committed together with marks (state_counter_add's
+ * names). */
+struct state_count {
+    const char *name;
+    int64_t delta;
+};
+typedef void (*state_mark_cb)(void *arg, enum state_status rc);
+/* Like state_mark_pending without waiting: the ids and counts are copied
+ * into the batch being gathered and STATE_OK returns at once; later, on
+ * another thread, done(arg, rc) runs once the commit holding them is on
+ * disk (STATE_OK) or has failed (STATE_ERR).  done is called exactly
+ * once when this returns STATE_OK, never when it returns STATE_ERR (a
+ * bad argument).  done must not block; it may call state functions
+ * other than the mark and counter ones. */
+enum state_status state_mark_pending_async(struct state *st,
+                                           const char *const *accounts,
+                                           size_t n,
+                                           const struct state_count *counts,
+                                           size_t n_counts, state_mark_cb done,
+                                           void *arg);
+
 /* STATE_NONE when no pending account is free. */
 enum state_status state_claim(struct state *st, const char *owner,
                               int64_t lease_ms, char **account,
@@ -109,7 +130,8 @@ enum state_status state_cursor_get(struct state *st, const char *account,
 enum state_status state_cursor_set(struct state *st, const char *account,
                                    const char *cursor, uint64_t fence);
 
-/* Named counters for status and the demo's summary:
+/* Named counters for status and the demo's summary (an add is durable
+ * on return and shares the group commit with marks):
  * "notifications", "runs", "pages", "conversions", "skipped_identical",
  * "failures", "commands", "skipped_handled", "html_deleted", "refreshes",
  * "unknown_accounts". */

@@ -29,6 +29,10 @@ struct state_ops {
                                      const char *path, const char *rev);
     enum state_status (*mark_pending)(void *impl, const char *const *accounts,
                                       size_t n);
+    enum state_status (*mark_pending_async)(
+        void *impl, const char *const *accounts, size_t n,
+        const struct state_count *counts, size_t n_counts, state_mark_cb done,
+        void *arg);
     enum state_status (*claim)(void *impl, const char *owner, int64_t lease_ms,
                                char **account, uint64_t *fence,
                                int64_t *version);

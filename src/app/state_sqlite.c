@@ -12,17 +12,22 @@
  *   counters  named integers
  *   meta      version_seq, the source of mark versions
  *
- * One connection per process, used under a mutex by every operation and
- * by the group committer.  SQLite lets one writer in at a time anyway;
- * a second connection would only add busy-wait sleeps when the two
- * collide.  The busy timeout set by db_open covers other processes (the
- * worker, appctl) writing the same file.
+ * One writing connection per process, used under a mutex by every
+ * operation and by the group committer.  SQLite lets one writer in at a
+ * time anyway; a second writer would only add busy-wait sleeps when the
+ * two collide.  The busy timeout set by db_open covers other processes
+ * (the worker, appctl) writing the same file.  A second connection only
+ * reads, for account_known, so the receiver never waits for a commit to
+ * learn whether it knows an account (and known accounts are cached).
  *
- * Group commit: callers of mark_pending append their accounts to the
- * batch being gathered and sleep.  One committer thread takes the whole
- * batch, writes it in one transaction (one fsync) and wakes the callers
- * of that generation.  While it commits, the next batch gathers, so the
- * busier the receiver, the more marks share a commit.
+ * Group commit: callers of mark_pending and counter_add copy their
+ * accounts and counter deltas into the batch being gathered and sleep
+ * (mark_pending_async callers leave a callback instead).  One committer
+ * thread takes the whole batch, writes it in one transaction (one fsync:
+ * each account once, each counter once) and then wakes the callers of
+ * that generation and runs the callbacks.  While it commits, the next
+ * batch gathers, so the busier the receiver, the more marks share a
+ * commit.
  *
  * Versions: every committed batch takes the next value of version_seq
  * and stamps it on each of its marks.  A mark committed after a claim
@@ -73,10 +78,39 @@ static const struct {
     {"fail_streak", "fail_streak INTEGER NOT NULL DEFAULT 0"},
 };
 
-/* One caller of mark_pending waiting for its commit (on its stack). */
+/* A batch slot: account ids are copied into the batch, so a caller that
+ * does not wait (mark_pending_async) need not keep its own. */
+typedef char gc_account[STATE_ACCOUNT_MAX + 1];
+
+/* Longest counter name the committer keeps (state.c checks names). */
+#define GC_COUNTER_NAME_MAX 64
+/* Distinct counters one batch carries; status lists about a dozen. */
+#define GC_COUNTERS_MAX 32
+
+struct gc_count {
+    char name[GC_COUNTER_NAME_MAX + 1];
+    int64_t delta;
+};
+
+/* One caller waiting for its commit.  A blocking caller's lives on its
+ * stack (done == NULL) and it sleeps on gc->done; an async caller's is
+ * on the heap, and done(arg, rc) runs on the committer's thread. */
 struct gc_waiter {
     struct gc_waiter *next;
     enum state_status rc;
+    state_mark_cb done;
+    void *arg;
+};
+
+/* What one commit writes: marks (merged per account when written) and
+ * counter deltas (merged per name as they arrive). */
+struct gc_batch {
+    gc_account *marks;
+    size_t n_marks;
+    size_t cap_marks;
+    struct gc_count counts[GC_COUNTERS_MAX];
+    size_t n_counts;
+    struct gc_waiter *waiters;
 };
 
 struct group_commit {
@@ -84,25 +118,39 @@ struct group_commit {
     pthread_mutex_t *db_mu;     /* held while db is in use */
     sqlite3_stmt *next_version; /* bumps version_seq, returns it */
     sqlite3_stmt *upsert;       /* one mark */
+    sqlite3_stmt *count;        /* adds to one counter */
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* committer: marks arrived, or stop */
-    pthread_cond_t done; /* callers: a generation was committed */
-    /* The batch being gathered: pointers into the callers' arrays, which
-     * stay valid because each caller sleeps until its batch is done. */
-    const char **marks;
-    size_t n_marks;
-    size_t cap_marks;
-    struct gc_waiter *waiters;
-    uint64_t gen_gathering; /* generation that new callers join */
-    uint64_t gen_done;      /* last generation written (or failed) */
+    pthread_cond_t wake;        /* committer: work arrived, or stop */
+    pthread_cond_t done;        /* callers: a generation was committed */
+    struct gc_batch gathering;  /* the batch new callers join (mu) */
+    uint64_t gen_gathering;     /* generation that new callers join */
+    uint64_t gen_done;          /* last generation written (or failed) */
     bool stopping;
 };
 
+/* Slots of the known-accounts cache: a power of two, filled to 3/4 at
+ * most; past that, lookups simply go to the database. */
+#define SQ_KNOWN_SLOTS 8192u
+
+/* Accounts known to hold a token.  Tokens are never removed, so a
+ * positive answer stays true; a miss asks the database through a second
+ * connection (WAL lets it read beside the committer), which also sees
+ * tokens stored by other processes (appctl token-set). */
+struct sq_known {
+    pthread_rwlock_t lock; /* guards slots and used */
+    gc_account *slots;     /* "" = empty */
+    size_t used;
+    pthread_mutex_t rmu;   /* guards rdb and lookup */
+    sqlite3 *rdb;
+    sqlite3_stmt *lookup;
+};
+
 struct sq {
-    sqlite3 *db;        /* the one connection */
+    sqlite3 *db;        /* the writing connection */
     pthread_mutex_t mu; /* serializes use of db (transactions span calls) */
     struct group_commit gc;
+    struct sq_known known;
 };
 
 /* Steps a statement that returns no row; 0 or -1 (logged). */
@@ -119,58 +167,117 @@ static int sq_step_done(sqlite3 *db, sqlite3_stmt *s, const char *what)
 
 /* ---- group commit ---------------------------------------------------- */
 
-/* Writes one batch in one transaction, holding the connection mutex
- * (never gc->mu, so callers keep gathering meanwhile). */
-static enum state_status gc_write(struct group_commit *gc, const char **marks,
-                                  size_t n)
+static int gc_account_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Upserts the batch's marks, each account once, all with one new
+ * version.  Called inside the commit's transaction. */
+static int gc_write_marks(struct group_commit *gc, struct gc_batch *b)
 {
     int64_t version;
     int64_t now = state_now_ms();
-    enum state_status result = STATE_ERR;
 
-    pthread_mutex_lock(gc->db_mu);
-    if (db_begin(gc->db) < 0)
-        goto out;
-
+    if (b->n_marks == 0)
+        return 0;
     if (sqlite3_step(gc->next_version) != SQLITE_ROW) {
         LOG_E("state version_seq failed error=\"%s\"", sqlite3_errmsg(gc->db));
-        goto out;
+        sqlite3_reset(gc->next_version);
+        return -1;
     }
     version = sqlite3_column_int64(gc->next_version, 0);
     sqlite3_reset(gc->next_version);
 
-    for (size_t i = 0; i < n; i++) {
-        db_bind_text(gc->upsert, 1, marks[i]);
+    qsort(b->marks, b->n_marks, sizeof *b->marks, gc_account_cmp);
+    for (size_t i = 0; i < b->n_marks; i++) {
+        int rc;
+
+        if (i > 0 && strcmp(b->marks[i], b->marks[i - 1]) == 0)
+            continue; /* merged: one row, one version */
+        db_bind_text(gc->upsert, 1, b->marks[i]);
         sqlite3_bind_int64(gc->upsert, 2, version);
         sqlite3_bind_int64(gc->upsert, 3, now);
-        int rc = sq_step_done(gc->db, gc->upsert, "mark_pending");
+        rc = sq_step_done(gc->db, gc->upsert, "mark_pending");
         sqlite3_reset(gc->upsert);
         if (rc < 0)
-            goto out;
+            return -1;
     }
+    return 0;
+}
+
+static int gc_write_counts(struct group_commit *gc, const struct gc_batch *b)
+{
+    for (size_t i = 0; i < b->n_counts; i++) {
+        int rc;
+
+        db_bind_text(gc->count, 1, b->counts[i].name);
+        sqlite3_bind_int64(gc->count, 2, b->counts[i].delta);
+        rc = sq_step_done(gc->db, gc->count, "counter_add");
+        sqlite3_reset(gc->count);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Writes one batch in one transaction (one fsync), holding the
+ * connection mutex (never gc->mu, so callers keep gathering meanwhile). */
+static enum state_status gc_write(struct group_commit *gc, struct gc_batch *b)
+{
+    enum state_status result = STATE_ERR;
+
+    if (b->n_marks == 0 && b->n_counts == 0)
+        return STATE_OK;
+    pthread_mutex_lock(gc->db_mu);
+    if (db_begin(gc->db) < 0)
+        goto out;
+    if (gc_write_marks(gc, b) < 0 || gc_write_counts(gc, b) < 0)
+        goto out;
     if (db_commit(gc->db) == 0)
         result = STATE_OK;
 
 out:
-    sqlite3_reset(gc->next_version);
     if (result != STATE_OK)
         db_rollback(gc->db);
     pthread_mutex_unlock(gc->db_mu);
     return result;
 }
 
-/* Takes the gathered batch out of gc (called with gc->mu held). */
-static void gc_take(struct group_commit *gc, const char ***marks, size_t *n,
-                    struct gc_waiter **waiters, uint64_t *gen)
+/* Gives every waiter of a written generation its result (called with
+ * gc->mu held) and returns the async ones, to be told once mu is
+ * released.  Blocking waiters may return as soon as mu is released, so
+ * their nodes are not touched after that. */
+static struct gc_waiter *gc_settle(struct group_commit *gc,
+                                   struct gc_waiter *w, enum state_status rc,
+                                   uint64_t gen)
 {
-    *marks = gc->marks;
-    *n = gc->n_marks;
-    *waiters = gc->waiters;
-    *gen = gc->gen_gathering++;
-    gc->marks = NULL;
-    gc->n_marks = 0;
-    gc->cap_marks = 0;
-    gc->waiters = NULL;
+    struct gc_waiter *async = NULL;
+
+    while (w != NULL) {
+        struct gc_waiter *next = w->next;
+
+        w->rc = rc;
+        if (w->done != NULL) {
+            w->next = async;
+            async = w;
+        }
+        w = next;
+    }
+    gc->gen_done = gen;
+    pthread_cond_broadcast(&gc->done);
+    return async;
+}
+
+static void gc_notify(struct gc_waiter *async)
+{
+    while (async != NULL) {
+        struct gc_waiter *next = async->next;
+
+        async->done(async->arg, async->rc);
+        free(async);
+        async = next;
+    }
 }
 
 static void *gc_thread(void *arg)
@@ -179,33 +286,41 @@ static void *gc_thread(void *arg)
 
     pthread_mutex_lock(&gc->mu);
     for (;;) {
-        const char **marks;
-        size_t n;
-        struct gc_waiter *waiters;
+        struct gc_batch b;
+        struct gc_waiter *async;
         uint64_t gen;
         enum state_status rc;
 
-        while (gc->waiters == NULL && !gc->stopping)
+        while (gc->gathering.waiters == NULL && !gc->stopping)
             pthread_cond_wait(&gc->wake, &gc->mu);
-        if (gc->waiters == NULL)
+        if (gc->gathering.waiters == NULL)
             break; /* stopping, and every caller has been served */
 
-        gc_take(gc, &marks, &n, &waiters, &gen);
+        b = gc->gathering;
+        memset(&gc->gathering, 0, sizeof gc->gathering);
+        gen = gc->gen_gathering++;
         pthread_mutex_unlock(&gc->mu);
 
-        rc = gc_write(gc, marks, n);
-        LOG_D("state group_commit gen=%llu marks=%zu status=%d",
-              (unsigned long long)gen, n, (int)rc);
-        free(marks);
+        rc = gc_write(gc, &b);
+        LOG_D("state group_commit gen=%llu marks=%zu counters=%zu status=%d",
+              (unsigned long long)gen, b.n_marks, b.n_counts, (int)rc);
+        free(b.marks);
 
         pthread_mutex_lock(&gc->mu);
-        for (struct gc_waiter *w = waiters; w != NULL; w = w->next)
-            w->rc = rc;
-        gc->gen_done = gen;
-        pthread_cond_broadcast(&gc->done);
+        async = gc_settle(gc, b.waiters, rc, gen);
+        pthread_mutex_unlock(&gc->mu);
+        gc_notify(async);
+        pthread_mutex_lock(&gc->mu);
     }
     pthread_mutex_unlock(&gc->mu);
     return NULL;
+}
+
+static void gc_free_stmts(struct group_commit *gc)
+{
+    sqlite3_finalize(gc->next_version);
+    sqlite3_finalize(gc->upsert);
+    sqlite3_finalize(gc->count);
 }
 
 static int gc_start(struct group_commit *gc, sqlite3 *db,
@@ -220,6 +335,10 @@ static int gc_start(struct group_commit *gc, sqlite3 *db,
         db_prepare(gc->db, "INSERT INTO pending(account, version, marked_ms)"
                            " VALUES(?1, ?2, ?3) ON CONFLICT(account)"
                            " DO UPDATE SET version = excluded.version");
+    gc->count = db_prepare(gc->db, "INSERT INTO counters(name, value)"
+                                   " VALUES(?1, ?2) ON CONFLICT(name)"
+                                   " DO UPDATE SET value = value"
+                                   " + excluded.value");
     pthread_mutex_init(&gc->mu, NULL);
     pthread_cond_init(&gc->wake, NULL);
     pthread_cond_init(&gc->done, NULL);
@@ -227,8 +346,7 @@ static int gc_start(struct group_commit *gc, sqlite3 *db,
     gc->gen_done = 0;
     if (pthread_create(&gc->thread, NULL, gc_thread, gc) != 0) {
         LOG_E("state group_commit thread failed to start");
-        sqlite3_finalize(gc->next_version);
-        sqlite3_finalize(gc->upsert);
+        gc_free_stmts(gc);
         pthread_cond_destroy(&gc->wake);
         pthread_cond_destroy(&gc->done);
         pthread_mutex_destroy(&gc->mu);
@@ -246,39 +364,221 @@ static void gc_stop(struct group_commit *gc)
     pthread_mutex_unlock(&gc->mu);
     pthread_join(gc->thread, NULL);
 
-    sqlite3_finalize(gc->next_version);
-    sqlite3_finalize(gc->upsert);
+    gc_free_stmts(gc);
     pthread_cond_destroy(&gc->wake);
     pthread_cond_destroy(&gc->done);
     pthread_mutex_destroy(&gc->mu);
 }
 
+/* Adds a delta to the gathering batch (gc->mu held); -1 when the batch
+ * already carries GC_COUNTERS_MAX other names. */
+static int gc_add_count(struct gc_batch *b, const char *name, int64_t delta)
+{
+    for (size_t i = 0; i < b->n_counts; i++) {
+        if (strcmp(b->counts[i].name, name) == 0) {
+            b->counts[i].delta += delta;
+            return 0;
+        }
+    }
+    if (b->n_counts == GC_COUNTERS_MAX || strlen(name) > GC_COUNTER_NAME_MAX)
+        return -1;
+    snprintf(b->counts[b->n_counts].name, sizeof b->counts[0].name, "%s",
+             name);
+    b->counts[b->n_counts++].delta = delta;
+    return 0;
+}
+
+/* Puts marks, counts and the waiter into the gathering batch and wakes
+ * the committer.  Returns the generation to wait for, or 0 (logged)
+ * when the counts do not fit. */
+static uint64_t gc_join(struct group_commit *gc, const char *const *accounts,
+                        size_t n, const struct state_count *counts,
+                        size_t n_counts, struct gc_waiter *w)
+{
+    struct gc_batch *b = &gc->gathering;
+    uint64_t gen = 0;
+
+    pthread_mutex_lock(&gc->mu);
+    for (size_t i = 0; i < n_counts; i++) {
+        if (gc_add_count(b, counts[i].name, counts[i].delta) < 0) {
+            LOG_E("state too many counters in one commit name=%s",
+                  counts[i].name);
+            goto out;
+        }
+    }
+    if (b->n_marks + n > b->cap_marks) {
+        size_t cap = b->cap_marks ? b->cap_marks : 64;
+
+        while (cap < b->n_marks + n)
+            cap *= 2;
+        b->marks = xrealloc(b->marks, cap * sizeof *b->marks);
+        b->cap_marks = cap;
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf(b->marks[b->n_marks++], sizeof *b->marks, "%s",
+                 accounts[i]);
+    w->next = b->waiters;
+    b->waiters = w;
+    gen = gc->gen_gathering;
+    pthread_cond_signal(&gc->wake);
+out:
+    pthread_mutex_unlock(&gc->mu);
+    return gen;
+}
+
+/* Joins the batch and sleeps until the commit holding it is done. */
+static enum state_status gc_join_wait(struct group_commit *gc,
+                                      const char *const *accounts, size_t n,
+                                      const struct state_count *counts,
+                                      size_t n_counts)
+{
+    struct gc_waiter me = {.next = NULL, .rc = STATE_ERR, .done = NULL};
+    uint64_t my_gen = gc_join(gc, accounts, n, counts, n_counts, &me);
+    enum state_status rc;
+
+    if (my_gen == 0)
+        return STATE_ERR;
+    pthread_mutex_lock(&gc->mu);
+    while (gc->gen_done < my_gen)
+        pthread_cond_wait(&gc->done, &gc->mu);
+    rc = me.rc;
+    pthread_mutex_unlock(&gc->mu);
+    return rc;
+}
+
 static enum state_status sq_mark_pending(void *impl,
                                          const char *const *accounts, size_t n)
 {
+    return gc_join_wait(&((struct sq *)impl)->gc, accounts, n, NULL, 0);
+}
+
+static enum state_status
+sq_mark_pending_async(void *impl, const char *const *accounts, size_t n,
+                      const struct state_count *counts, size_t n_counts,
+                      state_mark_cb done, void *arg)
+{
     struct group_commit *gc = &((struct sq *)impl)->gc;
-    struct gc_waiter me = {.next = NULL, .rc = STATE_ERR};
-    uint64_t my_gen;
+    struct gc_waiter *w = xcalloc(1, sizeof *w);
 
-    pthread_mutex_lock(&gc->mu);
-    if (gc->n_marks + n > gc->cap_marks) {
-        size_t cap = gc->cap_marks ? gc->cap_marks : 16;
-        while (cap < gc->n_marks + n)
-            cap *= 2;
-        gc->marks = xrealloc(gc->marks, cap * sizeof *gc->marks);
-        gc->cap_marks = cap;
+    w->rc = STATE_ERR;
+    w->done = done;
+    w->arg = arg;
+    if (gc_join(gc, accounts, n, counts, n_counts, w) == 0) {
+        free(w);
+        return STATE_ERR;
     }
-    for (size_t i = 0; i < n; i++)
-        gc->marks[gc->n_marks++] = accounts[i];
-    me.next = gc->waiters;
-    gc->waiters = &me;
-    my_gen = gc->gen_gathering;
-    pthread_cond_signal(&gc->wake);
+    return STATE_OK;
+}
 
-    while (gc->gen_done < my_gen)
-        pthread_cond_wait(&gc->done, &gc->mu);
-    pthread_mutex_unlock(&gc->mu);
-    return me.rc;
+/* Counters ride in the group commit: durable on return, and concurrent
+ * adds (or marks) share one fsync. */
+static enum state_status sq_counter_add(void *impl, const char *name,
+                                        int64_t delta)
+{
+    struct state_count c = {.name = name, .delta = delta};
+
+    return gc_join_wait(&((struct sq *)impl)->gc, NULL, 0, &c, 1);
+}
+
+/* ---- known accounts ---------------------------------------------------- */
+
+static size_t sq_known_hash(const char *s)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The slot holding account, or the empty slot where it would go (NULL
+ * when the table is full).  Called with known->lock held. */
+static gc_account *sq_known_slot(struct sq_known *k, const char *account)
+{
+    size_t i = sq_known_hash(account) & (SQ_KNOWN_SLOTS - 1);
+
+    for (size_t probes = 0; probes < SQ_KNOWN_SLOTS; probes++) {
+        gc_account *slot = &k->slots[i];
+
+        if ((*slot)[0] == '\0' || strcmp(*slot, account) == 0)
+            return slot;
+        i = (i + 1) & (SQ_KNOWN_SLOTS - 1);
+    }
+    return NULL;
+}
+
+static bool sq_known_cached(struct sq_known *k, const char *account)
+{
+    gc_account *slot;
+    bool hit;
+
+    pthread_rwlock_rdlock(&k->lock);
+    slot = sq_known_slot(k, account);
+    hit = slot != NULL && (*slot)[0] != '\0';
+    pthread_rwlock_unlock(&k->lock);
+    return hit;
+}
+
+static void sq_known_remember(struct sq_known *k, const char *account)
+{
+    gc_account *slot;
+
+    pthread_rwlock_wrlock(&k->lock);
+    slot = sq_known_slot(k, account);
+    if (slot != NULL && (*slot)[0] == '\0' &&
+        k->used < SQ_KNOWN_SLOTS / 4 * 3) {
+        snprintf(*slot, sizeof *slot, "%s", account);
+        k->used++;
+    }
+    pthread_rwlock_unlock(&k->lock);
+}
+
+static enum state_status sq_account_known(void *impl, const char *account)
+{
+    struct sq_known *k = &((struct sq *)impl)->known;
+    enum state_status result = STATE_NONE;
+    int rc;
+
+    if (sq_known_cached(k, account))
+        return STATE_OK;
+    pthread_mutex_lock(&k->rmu);
+    db_bind_text(k->lookup, 1, account);
+    rc = sqlite3_step(k->lookup);
+    if (rc == SQLITE_ROW) {
+        result = STATE_OK;
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("state read failed error=\"%s\"", sqlite3_errmsg(k->rdb));
+        result = STATE_ERR;
+    }
+    sqlite3_reset(k->lookup);
+    pthread_mutex_unlock(&k->rmu);
+    if (result == STATE_OK)
+        sq_known_remember(k, account);
+    return result;
+}
+
+static int sq_known_open(struct sq_known *k, const char *path)
+{
+    k->rdb = db_open(path, NULL);
+    if (k->rdb == NULL)
+        return -1;
+    k->lookup = db_prepare(k->rdb, "SELECT 1 FROM accounts WHERE account = ?1"
+                                   " AND token IS NOT NULL");
+    k->slots = xcalloc(SQ_KNOWN_SLOTS, sizeof *k->slots);
+    pthread_rwlock_init(&k->lock, NULL);
+    pthread_mutex_init(&k->rmu, NULL);
+    return 0;
+}
+
+static void sq_known_close(struct sq_known *k)
+{
+    if (k->rdb == NULL)
+        return;
+    sqlite3_finalize(k->lookup);
+    db_close(k->rdb);
+    free(k->slots);
+    pthread_rwlock_destroy(&k->lock);
+    pthread_mutex_destroy(&k->rmu);
 }
 
 /* ---- tokens, cursors, counters, failures ----------------------------- */
@@ -407,14 +707,6 @@ static enum state_status sq_exists(struct sq *q, const char *sql,
     return result;
 }
 
-static enum state_status sq_account_known(void *impl, const char *account)
-{
-    return sq_exists(impl,
-                     "SELECT 1 FROM accounts WHERE account = ?1"
-                     " AND token IS NOT NULL",
-                     account, NULL, NULL);
-}
-
 static enum state_status sq_handled_check(void *impl, const char *account,
                                           const char *path, const char *rev)
 {
@@ -449,16 +741,6 @@ static enum state_status sq_cursor_get(void *impl, const char *account,
 {
     return sq_read_text(impl, "SELECT cursor FROM accounts WHERE account = ?1",
                         account, cursor);
-}
-
-static enum state_status sq_counter_add(void *impl, const char *name,
-                                        int64_t delta)
-{
-    return sq_write(impl,
-                    "INSERT INTO counters(name, value) VALUES(?1, ?3)"
-                    " ON CONFLICT(name) DO UPDATE"
-                    " SET value = value + excluded.value",
-                    "counter_add", name, NULL, delta, NULL);
 }
 
 static enum state_status sq_counter_get(void *impl, const char *name,
@@ -904,6 +1186,7 @@ static void sq_close(void *impl)
     struct sq *q = impl;
 
     gc_stop(&q->gc);
+    sq_known_close(&q->known);
     db_close(q->db);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -919,6 +1202,7 @@ static const struct state_ops sq_ops = {
     .handled_check = sq_handled_check,
     .handled_put = sq_handled_put,
     .mark_pending = sq_mark_pending,
+    .mark_pending_async = sq_mark_pending_async,
     .claim = sq_claim,
     .renew = sq_renew,
     .release = sq_release,
@@ -942,22 +1226,27 @@ struct state *state_open_sqlite(const char *dir)
     }
     path = xasprintf("%s/app.db", dir);
     db = db_open(path, sq_schema);
-    free(path);
-    if (db == NULL)
-        return NULL;
-    if (sq_migrate(db) < 0) {
-        db_close(db);
-        return NULL;
-    }
+    if (db == NULL || sq_migrate(db) < 0)
+        goto fail;
 
     q = xcalloc(1, sizeof *q);
     q->db = db;
+    if (sq_known_open(&q->known, path) < 0) {
+        free(q);
+        goto fail;
+    }
     pthread_mutex_init(&q->mu, NULL);
     if (gc_start(&q->gc, q->db, &q->mu) < 0) {
         pthread_mutex_destroy(&q->mu);
-        db_close(q->db);
+        sq_known_close(&q->known);
         free(q);
-        return NULL;
+        goto fail;
     }
+    free(path);
     return state_new(&sq_ops, q);
+
+fail:
+    db_close(db);
+    free(path);
+    return NULL;
 }

@@ -8,6 +8,18 @@
  * MHD's connection closure from the first call until MHD reports the
  * request finished.
  *
+ * Two modes (hsrv_config.async).  Blocking: one thread per connection,
+ * so a handler may block.  Async: a pool of polling threads (one per
+ * CPU) serves every connection with epoll, so a handler must not block;
+ * one that needs to wait calls hsrv_later, which suspends the connection
+ * (MHD stops polling it), and whoever finishes the work calls
+ * hsrv_answer, which stores the response and resumes the connection.
+ * MHD then calls the access callback again, which queues the stored
+ * response.  Suspending inside the handler, before the work is handed
+ * on, means the answer can never arrive before the suspension.  In the
+ * blocking mode hsrv_later works too: the connection's thread waits for
+ * hsrv_answer.
+ *
  * Limits are checked early: an announced Content-Length above max_body or
  * a header block above max_header is answered on the first call, so the
  * body is never read (MHD then closes the connection).  A chunked body
@@ -22,6 +34,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -29,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Used when the configuration leaves a limit at 0. */
 #define HSRV_DEFAULT_MAX_HEADER (16u * 1024)
@@ -40,6 +54,8 @@
 #define HSRV_POOL_SLACK (16u * 1024)
 /* Longest line MHD's error log may produce that we keep. */
 #define HSRV_LOG_LINE_MAX 512
+/* Most polling threads the async mode starts (one per CPU below it). */
+#define HSRV_MAX_THREADS 16u
 
 struct hsrv {
     struct MHD_Daemon *daemon;
@@ -48,17 +64,28 @@ struct hsrv {
     size_t max_body;
     size_t max_header;
     uint16_t port;
+    bool async;
     atomic_bool running; /* startup over: MHD's messages become routine */
     char *cert_pem;      /* kept for the daemon's lifetime */
     char *key_pem;
+    /* Requests between hsrv_later and hsrv_answer, and the signal for
+     * their answers (hsrv_stop waits for them; the blocking mode's
+     * connection threads wait for their own). */
+    pthread_mutex_t later_mu;
+    pthread_cond_t later_cv;
+    unsigned later_count;
 };
 
 struct hsrv_request {
+    struct hsrv *srv;
     struct MHD_Connection *conn;
     const char *method;
     const char *path;
     struct buf body;
     bool too_large; /* body exceeded max_body: discard, then 413 */
+    bool later;     /* hsrv_later was called */
+    bool answered;  /* hsrv_answer filled later_resp (srv->later_mu) */
+    struct hsrv_response later_resp;
     char peer[INET6_ADDRSTRLEN];
 };
 
@@ -201,6 +228,58 @@ static bool hsrv_length_too_large(const struct hsrv *s,
     return end != cl && n > s->max_body;
 }
 
+/* ---- answering later ------------------------------------------------ */
+
+/* Queues the answer hsrv_answer stored; in the blocking mode, first waits
+ * for it on the connection's own thread. */
+static enum MHD_Result hsrv_queue_later(struct hsrv *s,
+                                        struct hsrv_request *req)
+{
+    enum MHD_Result ok;
+
+    pthread_mutex_lock(&s->later_mu);
+    while (!req->answered)
+        pthread_cond_wait(&s->later_cv, &s->later_mu);
+    pthread_mutex_unlock(&s->later_mu);
+    ok = hsrv_queue(req->conn, &req->later_resp);
+    hsrv_response_clear(&req->later_resp);
+    return ok;
+}
+
+struct hsrv_later *hsrv_later(const struct hsrv_request *creq)
+{
+    struct hsrv_request *req = (struct hsrv_request *)creq;
+    struct hsrv *s = req->srv;
+
+    if (req->later)
+        return NULL; /* one answer per request */
+    req->later = true;
+    pthread_mutex_lock(&s->later_mu);
+    s->later_count++;
+    pthread_mutex_unlock(&s->later_mu);
+    if (s->async)
+        MHD_suspend_connection(req->conn);
+    return (struct hsrv_later *)req;
+}
+
+void hsrv_answer(struct hsrv_later *later, struct hsrv_response *resp)
+{
+    struct hsrv_request *req = (struct hsrv_request *)later;
+    struct hsrv *s = req->srv;
+
+    pthread_mutex_lock(&s->later_mu);
+    req->later_resp = *resp;
+    memset(resp, 0, sizeof *resp);
+    req->answered = true;
+    s->later_count--;
+    pthread_cond_broadcast(&s->later_cv);
+    pthread_mutex_unlock(&s->later_mu);
+    /* From here on req may be gone in the blocking mode; in the async
+     * mode it lives until the connection, resumed, completes. */
+    if (s->async)
+        MHD_resume_connection(req->conn);
+}
+
 /* ---- the access callback -------------------------------------------- */
 
 static enum MHD_Result hsrv_first_call(struct hsrv *s,
@@ -210,6 +289,7 @@ static enum MHD_Result hsrv_first_call(struct hsrv *s,
 {
     struct hsrv_request *req = xcalloc(1, sizeof *req);
 
+    req->srv = s;
     req->conn = conn;
     req->method = method;
     req->path = url;
@@ -253,11 +333,19 @@ static enum MHD_Result hsrv_access(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
 
+    if (req->later)
+        return hsrv_queue_later(s, req);
     if (req->too_large) {
         LOG_I("hsrv reject status=413 peer=%s", req->peer);
         return hsrv_queue_text(conn, 413, "request body too large\n");
     }
     s->handler(s->ctx, req, &resp);
+    if (req->later) {
+        hsrv_response_clear(&resp);
+        if (s->async)
+            return MHD_YES; /* suspended; called again once answered */
+        return hsrv_queue_later(s, req);
+    }
     ok = hsrv_queue(conn, &resp);
     hsrv_response_clear(&resp);
     return ok;
@@ -274,6 +362,7 @@ static void hsrv_completed(void *cls, struct MHD_Connection *conn,
     if (req == NULL)
         return;
     buf_free(&req->body);
+    hsrv_response_clear(&req->later_resp);
     free(req);
     *con_cls = NULL;
 }
@@ -321,20 +410,34 @@ static size_t hsrv_pool_size(size_t max_header)
     return pool < 32u * 1024 ? 32u * 1024 : pool;
 }
 
+/* Polling threads of the async mode: cfg->threads, or one per CPU. */
+static unsigned hsrv_threads(const struct hsrv_config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = cfg->threads ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
+
+    return n > HSRV_MAX_THREADS ? HSRV_MAX_THREADS : n;
+}
+
 static struct MHD_Daemon *hsrv_daemon(struct hsrv *s, unsigned flags,
                                       const struct hsrv_config *cfg,
                                       struct sockaddr_storage *addr)
 {
-    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    /* Options only some servers take: TLS, the async mode's pool. */
+    struct MHD_OptionItem opt[4] = {{MHD_OPTION_END, 0, NULL}};
+    size_t n = 0;
 
     if (s->cert_pem != NULL) {
         flags |= MHD_USE_TLS;
-        tls[0] =
+        opt[n++] =
             (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
-        tls[1] =
+        opt[n++] =
             (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
-        tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     }
+    if (s->async)
+        opt[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                           (intptr_t)hsrv_threads(cfg), NULL};
+    opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return MHD_start_daemon(
         flags, cfg->port, NULL, NULL, hsrv_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, hsrv_mhd_log, s, /* must come first */
@@ -344,7 +447,7 @@ static struct MHD_Daemon *hsrv_daemon(struct hsrv *s, unsigned flags,
         MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_conns ? cfg->max_conns : HSRV_DEFAULT_MAX_CONNS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
-        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_ARRAY, opt, MHD_OPTION_END);
 }
 
 struct hsrv *hsrv_start(const struct hsrv_config *cfg)
@@ -353,8 +456,7 @@ struct hsrv *hsrv_start(const struct hsrv_config *cfg)
     struct hsrv *s;
     const union MHD_DaemonInfo *info;
     int family_flags;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 
     family_flags = hsrv_parse_addr(cfg->bind_addr, cfg->port, &addr);
     if (family_flags < 0) {
@@ -368,6 +470,11 @@ struct hsrv *hsrv_start(const struct hsrv_config *cfg)
     hsrv_ignore_sigpipe();
 
     s = xcalloc(1, sizeof *s);
+    s->async = cfg->async;
+    flags |= s->async ? (unsigned)(MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME)
+                      : (unsigned)MHD_USE_THREAD_PER_CONNECTION;
+    pthread_mutex_init(&s->later_mu, NULL);
+    pthread_cond_init(&s->later_cv, NULL);
     s->handler = cfg->handler;
     s->ctx = cfg->ctx;
     s->max_body = cfg->max_body ? cfg->max_body : HSRV_DEFAULT_MAX_BODY;
@@ -386,8 +493,9 @@ struct hsrv *hsrv_start(const struct hsrv_config *cfg)
     atomic_store(&s->running, true);
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
-    LOG_I("hsrv listening addr=%s port=%u tls=%s", cfg->bind_addr,
-          (unsigned)s->port, s->cert_pem ? "yes" : "no");
+    LOG_I("hsrv listening addr=%s port=%u tls=%s mode=%s", cfg->bind_addr,
+          (unsigned)s->port, s->cert_pem ? "yes" : "no",
+          s->async ? "async" : "blocking");
     return s;
 }
 
@@ -400,10 +508,17 @@ void hsrv_stop(struct hsrv *s)
 {
     if (s == NULL)
         return;
-    /* In thread-per-connection mode this joins every connection thread,
-     * so no handler runs once it returns. */
+    /* MHD must not be stopped with connections suspended: wait for the
+     * answers still owed (their completers are running). */
+    pthread_mutex_lock(&s->later_mu);
+    while (s->later_count > 0)
+        pthread_cond_wait(&s->later_cv, &s->later_mu);
+    pthread_mutex_unlock(&s->later_mu);
+    /* This joins every MHD thread, so no handler runs once it returns. */
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
+    pthread_cond_destroy(&s->later_cv);
+    pthread_mutex_destroy(&s->later_mu);
     free(s->cert_pem);
     free(s->key_pem);
     free(s);

@@ -3,9 +3,18 @@
  *
  * The wrapper reads the whole request body (up to a named maximum) and
  * then calls one handler with a complete request; the handler fills a
- * response.  Each connection has its own thread, so a handler may block
- * (the receiver waits for its group commit that way) without stalling
- * other connections.
+ * response, or promises one with hsrv_later and gives it later, from any
+ * thread, with hsrv_answer.
+ *
+ * Two threading modes (hsrv_config.async):
+ *   blocking  each connection has its own thread, so a handler may block
+ *             without stalling other connections (the cloud's handlers
+ *             do).  hsrv_later works too: the thread waits for the answer.
+ *   async     a few polling threads (one per CPU) serve every connection,
+ *             so a handler must not block: one that waits for something
+ *             (the receiver for its group commit) calls hsrv_later and
+ *             returns; the connection is parked meanwhile, costing no
+ *             thread.
  *
  * Limits answered by the wrapper itself, before the handler runs:
  *   body larger than max_body        -> 413
@@ -15,6 +24,7 @@
 #ifndef DBX_HTTP_SERVER_H
 #define DBX_HTTP_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,13 +56,29 @@ struct hsrv_config {
     const char *tls_key_pem;
     hsrv_handler handler;
     void *ctx;
+    bool async;       /* see the modes above; false: blocking */
+    unsigned threads; /* async polling threads; 0: one per CPU */
 };
+
+/* A promise to answer one request later. */
+struct hsrv_later;
+
+/* Called by a handler that will answer later: from then on the handler's
+ * resp is ignored (leave it empty), and exactly one hsrv_answer must
+ * follow, from any thread, even if the work fails.  The request (its
+ * accessors) stays valid until that call.  NULL if already called for
+ * this request. */
+struct hsrv_later *hsrv_later(const struct hsrv_request *req);
+/* Sends resp (whose contents it takes, leaving resp empty) as the answer
+ * promised by later; thread-safe; later is invalid afterwards. */
+void hsrv_answer(struct hsrv_later *later, struct hsrv_response *resp);
 
 /* Starts serving in background threads.  Returns NULL (and logs why) when
  * the address cannot be bound or TLS cannot be set up. */
 struct hsrv *hsrv_start(const struct hsrv_config *cfg);
 uint16_t hsrv_port(const struct hsrv *s);
-/* Stops accepting, waits for running handlers, frees everything. */
+/* Waits for every answer still promised (hsrv_later), then stops
+ * accepting, waits for running handlers and frees everything. */
 void hsrv_stop(struct hsrv *s);
 
 /* Request accessors.  Strings belong to the request and live until the

@@ -2,7 +2,8 @@
  * Unit tests for http_server and http_client together, on loopback:
  * an hsrv on 127.0.0.1 with an ephemeral port, driven by an hcli (and,
  * for what hcli cannot send, by a raw socket), first over HTTP and then
- * over TLS with a CA made by tlsgen in a temporary directory.
+ * over TLS with a CA made by tlsgen in a temporary directory; each in the
+ * blocking mode and again in the async mode.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,6 +44,46 @@ struct fixture {
     atomic_int released; /* ... and may return */
 };
 
+/* The mode the next fixture starts in (set by the group's setup). */
+static bool g_async;
+
+/* Answers a /later request from its own thread once released. */
+struct later_job {
+    struct fixture *f;
+    struct hsrv_later *later;
+};
+
+static void *later_answer(void *arg)
+{
+    struct later_job *job = arg;
+    struct hsrv_response resp = {0};
+
+    for (int i = 0; i < 500 && !atomic_load(&job->f->released); i++)
+        usleep(10000);
+    hsrv_reply_str(&resp, 200, "text/plain",
+                   atomic_load(&job->f->released) ? "later" : "timeout");
+    hsrv_answer(job->later, &resp);
+    free(job);
+    return NULL;
+}
+
+static void handle_later(struct fixture *f, const struct hsrv_request *req,
+                         struct hsrv_response *resp)
+{
+    struct later_job *job = xcalloc(1, sizeof *job);
+    pthread_t t;
+
+    job->f = f;
+    job->later = hsrv_later(req);
+    assert_non_null(job->later);
+    assert_null(hsrv_later(req)); /* one promise per request */
+    /* Ignored once promised. */
+    hsrv_reply_str(resp, 500, "text/plain", "ignored");
+    atomic_store(&f->blocked, 1);
+    assert_int_equal(pthread_create(&t, NULL, later_answer, job), 0);
+    pthread_detach(t);
+}
+
 /* ---- the handler ---------------------------------------------------- */
 
 static void handle_echo(const struct hsrv_request *req,
@@ -77,6 +118,8 @@ static void handler(void *ctx, const struct hsrv_request *req,
             usleep(10000);
         hsrv_reply_str(resp, 200, "text/plain",
                        atomic_load(&f->released) ? "released" : "timeout");
+    } else if (strcmp(path, "/later") == 0) {
+        handle_later(f, req, resp);
     } else if (strcmp(path, "/count") == 0) {
         char *text = xasprintf("%u %s %s", hsrv_header_count(req, "X-Rep"),
                                hsrv_method(req), hsrv_peer(req));
@@ -112,6 +155,7 @@ static struct fixture *fixture_start(const char *cert, const char *key,
         .tls_key_pem = key,
         .handler = handler,
         .ctx = f,
+        .async = g_async,
     };
 
     f->srv = hsrv_start(&cfg);
@@ -136,6 +180,12 @@ static int setup_plain(void **state)
     log_init("test_http", LOG_WARN);
     *state = fixture_start(NULL, NULL, NULL);
     return 0;
+}
+
+static int setup_async(void **state)
+{
+    g_async = true;
+    return setup_plain(state);
 }
 
 static int teardown(void **state)
@@ -408,6 +458,7 @@ static void test_start_failures(void **state)
 
 struct blocker {
     struct fixture *f;
+    const char *path;
     struct hcli_response resp;
     int rc;
 };
@@ -420,7 +471,8 @@ static void *blocker_run(void *arg)
     struct hcli_request req = {
         .method = "GET", .url = url, .timeout_ms = 10000};
 
-    snprintf(url, sizeof url, "%s/block", b->f->base);
+    snprintf(url, sizeof url, "%s%s", b->f->base,
+             b->path ? b->path : "/block");
     b->rc = hcli_perform(cli, &req, &b->resp);
     hcli_free(cli);
     return NULL;
@@ -450,6 +502,38 @@ static void test_blocking_handler(void **state)
     pthread_join(t, NULL);
     assert_int_equal(b.rc, 0);
     assert_string_equal(b.resp.body, "released");
+    hcli_response_free(&b.resp);
+}
+
+/* An answer promised with hsrv_later and given from another thread
+ * holds no server thread meanwhile: another request is served. */
+static void test_later_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct blocker b = {.f = f, .path = "/later"};
+    struct hcli_response resp;
+    pthread_t t;
+
+    atomic_store(&f->blocked, 0);
+    atomic_store(&f->released, 0);
+    assert_int_equal(pthread_create(&t, NULL, blocker_run, &b), 0);
+    for (int i = 0; i < 500 && !atomic_load(&f->blocked); i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&f->blocked), 1);
+
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(
+            request(f, "GET", "/query?name=meanwhile", NULL, NULL, 0, &resp),
+            0);
+        assert_string_equal(resp.body, "meanwhile");
+        hcli_response_free(&resp);
+    }
+
+    atomic_store(&f->released, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.resp.status, 200);
+    assert_string_equal(b.resp.body, "later");
     hcli_response_free(&b.resp);
 }
 
@@ -584,6 +668,20 @@ int main(void)
         cmocka_unit_test(test_client_body_limit),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_blocking_handler),
+        cmocka_unit_test(test_later_answer),
+        cmocka_unit_test(test_start_failures),
+    };
+    /* The async mode: the same, except for a handler that blocks. */
+    const struct CMUnitTest async[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_no_content_type),
+        cmocka_unit_test(test_query_decoding),
+        cmocka_unit_test(test_header_count),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_chunked_body_limit),
+        cmocka_unit_test(test_header_limit),
+        cmocka_unit_test(test_client_body_limit),
+        cmocka_unit_test(test_later_answer),
         cmocka_unit_test(test_start_failures),
     };
     const struct CMUnitTest tls[] = {
@@ -596,5 +694,10 @@ int main(void)
 
     failed = cmocka_run_group_tests_name("plain", plain, setup_plain, teardown);
     failed += cmocka_run_group_tests_name("tls", tls, setup_tls, teardown);
+    g_async = true;
+    failed += cmocka_run_group_tests_name("tls-async", tls, setup_tls,
+                                          teardown);
+    failed += cmocka_run_group_tests_name("plain-async", async, setup_async,
+                                          teardown);
     return failed;
 }
