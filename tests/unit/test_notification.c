@@ -1,0 +1,179 @@
+/*
+ * The notification body (built by the cloud, parsed by the app) and the
+ * Python-style JSON escaping both sides share.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/jsonx.h"
+#include "common/notification.h"
+#include "common/sig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char alice_body[] =
+    "{\"list_folder\": {\"accounts\": [\"dbid:AAB_acct_alice_0001\"]}, "
+    "\"delta\": {\"users\": [1001]}}";
+
+static void test_body_vector(void **state)
+{
+    const char *accounts[] = {"dbid:AAB_acct_alice_0001"};
+    const int64_t uids[] = {1001};
+    char *body = notification_body(accounts, uids, 1);
+    char sig[SIG_HEX_LEN + 1];
+
+    (void)state;
+    assert_string_equal(body, alice_body);
+    assert_int_equal(strlen(body), 87);
+    sig_sign("test-app-secret-42", body, strlen(body), sig);
+    assert_string_equal(sig, "ad44cb5c1bd0364b49e137daf99d3e9d"
+                             "42fa4086f422d5e9af966797e8a69807");
+    free(body);
+}
+
+static void test_body_several_and_none(void **state)
+{
+    const char *accounts[] = {"dbid:A", "dbid:B-_9"};
+    const int64_t uids[] = {12345678, 23456789};
+    char *body;
+
+    (void)state;
+    body = notification_body(accounts, uids, 2);
+    assert_string_equal(body, "{\"list_folder\": {\"accounts\": "
+                              "[\"dbid:A\", \"dbid:B-_9\"]}, \"delta\": "
+                              "{\"users\": [12345678, 23456789]}}");
+    free(body);
+    body = notification_body(NULL, NULL, 0);
+    assert_string_equal(body, "{\"list_folder\": {\"accounts\": []}, "
+                              "\"delta\": {\"users\": []}}");
+    free(body);
+}
+
+static void test_parse_round_trip(void **state)
+{
+    const char *spaced = alice_body;
+    const char *compact =
+        "{\"list_folder\":{\"accounts\":[\"dbid:X1\",\"dbid:Y2\"]},"
+        "\"delta\":{\"users\":[1,2]}}";
+    const char *empty = "{\"list_folder\": {\"accounts\": []}}";
+    char **ids;
+    size_t n;
+
+    (void)state;
+    assert_int_equal(notification_parse(spaced, strlen(spaced), &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], "dbid:AAB_acct_alice_0001");
+    notification_accounts_free(ids, n);
+
+    /* Spacing matters to the signature, not to the parser. */
+    assert_int_equal(notification_parse(compact, strlen(compact), &ids, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[1], "dbid:Y2");
+    notification_accounts_free(ids, n);
+
+    assert_int_equal(notification_parse(empty, strlen(empty), &ids, &n), 0);
+    assert_int_equal(n, 0);
+    notification_accounts_free(ids, n);
+}
+
+static void test_parse_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "not json",
+        "[]",
+        "{}",
+        "{\"list_folder\": []}",
+        "{\"list_folder\": {\"accounts\": \"dbid:A\"}}",
+        "{\"list_folder\": {\"accounts\": [1]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:\"]}}",
+        "{\"list_folder\": {\"accounts\": [\"user:A\"]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A B\"]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:\\u00e9\"]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"list_folder\": {\"accounts\": [\"dbid:B\"]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}} trailing",
+    };
+    char **ids;
+    size_t n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (notification_parse(bad[i], strlen(bad[i]), &ids, &n) != -1)
+            fail_msg("accepted: %s", bad[i]);
+        assert_null(ids);
+        assert_int_equal(n, 0);
+    }
+}
+
+static void test_account_valid(void **state)
+{
+    char longest[NOTIFICATION_ACCOUNT_MAX + 2];
+
+    (void)state;
+    assert_true(notification_account_valid(
+        "dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"));
+    assert_true(notification_account_valid("dbid:a_-Z9"));
+    assert_false(notification_account_valid(NULL));
+    assert_false(notification_account_valid("dbid:"));
+    assert_false(notification_account_valid("DBID:abc"));
+    assert_false(notification_account_valid("dbid:a/b"));
+    memset(longest, 'a', sizeof longest);
+    memcpy(longest, "dbid:", 5);
+    longest[NOTIFICATION_ACCOUNT_MAX] = '\0';
+    assert_true(notification_account_valid(longest));
+    longest[NOTIFICATION_ACCOUNT_MAX] = 'a';
+    longest[NOTIFICATION_ACCOUNT_MAX + 1] = '\0';
+    assert_false(notification_account_valid(longest));
+}
+
+static void test_jsonx_string(void **state)
+{
+    struct buf b;
+
+    (void)state;
+    buf_init(&b, 0);
+    /* "é", an emoji (surrogate pair), quote, backslash, controls, DEL. */
+    jsonx_append_string(&b, "caf\xc3\xa9 \xf0\x9f\x98\x80 \"\\\n\t\x01\x7f");
+    assert_string_equal(b.data, "\"caf\\u00e9 \\ud83d\\ude00 \\\"\\\\\\n"
+                                "\\t\\u0001\\u007f\"");
+    buf_free(&b);
+
+    /* Invalid UTF-8 (a lone continuation byte, an overlong form) reads as
+     * U+FFFD rather than being copied through. */
+    buf_init(&b, 0);
+    jsonx_append_string(&b, "a\x80z\xe0\x80\xaf");
+    assert_string_equal(b.data, "\"a\\ufffdz\\ufffd\\ufffd\\ufffd\"");
+    buf_free(&b);
+}
+
+static void test_jsonx_dumps_ascii(void **state)
+{
+    json_t *v = json_pack("{s:s}", "name", "R\xc3\xa9sum\xc3\xa9\x7f.md");
+    char *text = jsonx_dumps_ascii(v);
+
+    (void)state;
+    assert_string_equal(text, "{\"name\":\"R\\u00e9sum\\u00e9\\u007f.md\"}");
+    free(text);
+    json_decref(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_vector),
+        cmocka_unit_test(test_body_several_and_none),
+        cmocka_unit_test(test_parse_round_trip),
+        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_account_valid),
+        cmocka_unit_test(test_jsonx_string),
+        cmocka_unit_test(test_jsonx_dumps_ascii),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
