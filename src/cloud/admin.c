@@ -20,7 +20,7 @@
 #include <strings.h>
 
 #define ADMIN_TOKEN_CHARS 43
-#define ACCOUNT_ID_CHARS 35 /* after "dbid:", 40 in all */
+#define ACCOUNT_ID_CHARS 33 /* after "dbid:AA", 40 in all */
 #define APP_KEY_CHARS 15
 #define FIRST_UID 1001
 #define ADMIN_ERR_MAX 512
@@ -124,7 +124,7 @@ static void admin_account_create(struct store *s, json_t *body,
     if (name == NULL || name[0] == '\0')
         name = email;
     rand_urlsafe(rnd, ACCOUNT_ID_CHARS);
-    snprintf(id, sizeof id, "dbid:%s", rnd);
+    snprintf(id, sizeof id, "dbid:AA%s", rnd);
 
     store_lock(s);
     uid = admin_next_uid(s);

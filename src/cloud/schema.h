@@ -10,7 +10,7 @@
 #define CLOUD_SCHEMA_SHARED                                                 \
     "CREATE TABLE IF NOT EXISTS accounts ("                                 \
     " id INTEGER PRIMARY KEY,"                                              \
-    " account_id TEXT NOT NULL UNIQUE," /* dbid: + 35, 40 in all */         \
+    " account_id TEXT NOT NULL UNIQUE," /* dbid:AA + 33, 40 in all */       \
     " uid INTEGER NOT NULL UNIQUE,"     /* API v1 id for delta.users */     \
     " email TEXT NOT NULL UNIQUE,"                                          \
     " display_name TEXT NOT NULL,"                                          \

@@ -5,6 +5,9 @@ The SDK must not notice that it talks to dbxhook: every result below is
 decoded by its own generated validators."""
 import hashlib
 import json
+import re
+import socket
+import ssl
 
 import pytest
 
@@ -212,7 +215,8 @@ def test_get_current_account(cloud):
     account, _, token = cloud.new_linked_account()
     me = cloud.sdk(token).users_get_current_account()
     assert me.account_id == account["account_id"]
-    assert len(me.account_id) == 40 and me.account_id.startswith("dbid:")
+    # Shaped like the real service's: "dbid:AA" and 33 url-safe chars.
+    assert re.fullmatch(r"dbid:AA[A-Za-z0-9_-]{33}", me.account_id)
     assert me.email == account["email"]
     assert me.name.display_name == account["name"]
     assert me.disabled is False and me.account_type.is_basic()
@@ -318,7 +322,9 @@ def test_wire_format(cloud):
     ({"path": "", "bogus": 1}, b"unknown field 'bogus'"),
     ({"path": 5}, b"path: expected string"),
     ({"recursive": True}, b"missing required field 'path'"),
-    ({"path": "", "limit": 0}, b"limit"),
+    ({"path": "", "limit": 0}, b"limit: 0 is not within range [1, 2000]"),
+    ({"path": "", "limit": 2001},
+     b"limit: 2001 is not within range [1, 2000]"),
     ({"path": "no-slash"}, b"did not match pattern"),
 ])
 def test_malformed_calls_are_400(cloud, arg, needle):
@@ -344,3 +350,188 @@ def test_data_survives_restart(cloud, dropbox):
     dbx.files_upload(b"after", "/keep/new.md")
     r = dbx.files_list_folder_continue(cursor)
     assert [e.path_lower for e in r.entries] == ["/keep/new.md"]
+
+
+def test_limit_bounds_are_accepted(dbx):
+    # The SDK refuses 0 and 2001 itself; test_malformed_calls_are_400
+    # shows the cloud does too.
+    dbx.files_upload(b"1", "/a.md")
+    dbx.files_upload(b"2", "/b.md")
+    r = dbx.files_list_folder("", limit=1)
+    assert len(r.entries) == 1 and r.has_more is True
+    r = dbx.files_list_folder("", limit=2000)
+    assert len(r.entries) == 2 and r.has_more is False
+    assert dbx.files_list_folder_get_latest_cursor("", limit=2000).cursor
+
+
+def test_http_level_errors(cloud):
+    _, _, token = cloud.new_linked_account()
+    auth = {"Authorization": "Bearer " + token}
+    status, headers, body = rpc(cloud, token, "files/no_such_route", {})
+    assert (status, body) == (404, b"Unknown API function")
+    assert headers["Content-Type"].startswith("text/plain")
+
+    status, headers, body = rpc(cloud, token, "files/list_folder",
+                                {"path": ""}, content_type="text/xml")
+    assert status == 400 and headers["Content-Type"].startswith(
+        "text/plain")
+    assert body.startswith(b'Error in call to API function '
+                           b'"files/list_folder": Bad HTTP "Content-Type" '
+                           b'header: "text/xml".')
+    status, _, body = cloud.post(
+        "/2/files/upload", b"x", dict(auth, **{
+            "Content-Type": "application/json",
+            "Dropbox-API-Arg": json.dumps({"path": "/x"})}))
+    assert status == 400
+    assert b'Bad HTTP "Content-Type" header: "application/json"' in body
+    assert b'"application/octet-stream"' in body
+
+    req_status, _, body = _raw(cloud, b"GET /2/files/list_folder HTTP/1.1"
+                               b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert req_status == 400 and b"Expected POST, got GET" in body
+
+    status, headers, body = rpc(cloud, token, "files/list_folder",
+                                b" " * (1024 * 1024 + 1))
+    assert (status, body) == (413, b"Request body too large")
+    assert headers["Content-Type"].startswith("text/plain")
+    # An upload announcing more than 150 MiB is refused before its body.
+    req_status, _, body = _raw(
+        cloud, b"POST /2/files/upload HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\n"
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\n\r\n" % (150 * 1024 * 1024 + 1))
+    assert req_status == 413 and b"too large" in body
+    # A header block past the server's limit.
+    req_status, _, body = _raw(
+        cloud, b"POST /2/files/list_folder HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 900)
+                   for i in range(128)) +
+        b"Content-Length: 0\r\n\r\n")
+    assert req_status == 431
+
+
+def _raw(cloud, request):
+    """Sends request bytes over TLS; returns (status, head, body) of the
+    answer, read until the server closes or 5 s pass."""
+    ctx = ssl.create_default_context(cafile=cloud.ca)
+    with socket.create_connection(("127.0.0.1", cloud.port), 5) as sock:
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < 4096:
+                try:
+                    chunk = tls.recv(4096)
+                except (socket.timeout, ssl.SSLError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, body
+
+
+ROUTE_SCOPES = [
+    ("files/list_folder", "files.metadata.read"),
+    ("files/list_folder/continue", "files.metadata.read"),
+    ("files/list_folder/get_latest_cursor", "files.metadata.read"),
+    ("files/get_metadata", "files.metadata.read"),
+    ("files/list_revisions", "files.metadata.read"),
+    ("files/download", "files.content.read"),
+    ("files/upload", "files.content.write"),
+    ("files/upload_session/start", "files.content.write"),
+    ("files/upload_session/append_v2", "files.content.write"),
+    ("files/upload_session/finish", "files.content.write"),
+    ("files/create_folder_v2", "files.content.write"),
+    ("files/delete_v2", "files.content.write"),
+    ("files/move_v2", "files.content.write"),
+    ("files/copy_v2", "files.content.write"),
+    ("users/get_current_account", "account_info.read"),
+    ("users/get_space_usage", "account_info.read"),
+]
+ALL_SCOPES = ("files.metadata.read", "files.content.read",
+              "files.content.write", "account_info.read")
+
+
+def test_every_route_enforces_its_scope(cloud):
+    """Each route, called with a token holding every scope but its own,
+    is a 401 missing_scope naming that scope; with only its own scope it
+    gets past authentication."""
+    app = cloud.new_app()
+    without, only = {}, {}
+    for scope in ALL_SCOPES:
+        others = " ".join(s for s in ALL_SCOPES if s != scope)
+        without[scope] = cloud.link(app["app_key"],
+                                    cloud.new_account()["account_id"],
+                                    others)
+        only[scope] = cloud.link(app["app_key"],
+                                 cloud.new_account()["account_id"], scope)
+
+    def call(route, token):
+        upload = route.startswith("files/upload")
+        return cloud.post("/2/" + route, b"" if upload else b"{}", {
+            "Authorization": "Bearer " + token,
+            "Content-Type": "application/octet-stream" if upload
+            else "application/json"})
+
+    for route, scope in ROUTE_SCOPES:
+        status, headers, body = call(route, without[scope])
+        assert status == 401, route
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {
+            "error_summary": "missing_scope/..",
+            "error": {".tag": "missing_scope", "required_scope": scope}}, \
+            route
+        status, _, body = call(route, only[scope])
+        assert status in (200, 400, 409), (route, status, body)
+
+
+def test_401_wire_format(cloud):
+    account, _, token = cloud.new_linked_account()
+    cloud.admin("faults/set", {"account_id": account["account_id"],
+                               "fault": "expired_access_token",
+                               "count": 1})
+    status, headers, body = rpc(cloud, token, "files/list_folder",
+                                {"path": ""})
+    assert status == 401 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {
+        "error_summary": "expired_access_token/..",
+        "error": {".tag": "expired_access_token"}}
+    status, _, body = rpc(cloud, "sl.nope", "files/list_folder",
+                          {"path": ""})
+    assert json.loads(body) == {
+        "error_summary": "invalid_access_token/..",
+        "error": {".tag": "invalid_access_token"}}
+
+
+def test_upload_style_wire_format(cloud):
+    """Upload-style routes: the argument in Dropbox-API-Arg, fields named
+    when wrong, JSON results with Content-Type application/json."""
+    _, _, token = cloud.new_linked_account()
+
+    def upload(route, arg, data=b"abc"):
+        return cloud.post("/2/" + route, data, {
+            "Authorization": "Bearer " + token,
+            "Content-Type": "application/octet-stream",
+            "Dropbox-API-Arg": json.dumps(arg)})
+
+    status, headers, body = upload("files/upload",
+                                   {"path": "/u.md", "cursor": "x"})
+    assert status == 400 and headers["Content-Type"].startswith(
+        "text/plain")
+    assert body == (b'Error in call to API function "files/upload": '
+                    b'HTTP header "Dropbox-API-Arg": unknown field '
+                    b"'cursor'")
+    status, headers, body = upload("files/upload_session/start", {})
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    sid = json.loads(body)["session_id"]
+    status, headers, body = upload(
+        "files/upload_session/finish",
+        {"cursor": {"session_id": sid, "offset": 3},
+         "commit": {"path": "/s.md"}}, b"def")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["size"] == 6
+    status, _, body = cloud.post("/2/files/upload", b"x", {
+        "Authorization": "Bearer " + token,
+        "Content-Type": "application/octet-stream"})
+    assert status == 400 and b'Must provide HTTP header "Dropbox-API-Arg"' \
+        in body

@@ -3,9 +3,11 @@ listings, longpoll, upload sessions, write modes, moves and copies,
 revisions, journal compaction and space usage, through the official SDK
 (and raw HTTP where the SDK hides what crosses the wire)."""
 import hashlib
+import http.server
 import json
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -97,7 +99,7 @@ def test_continue_names_unknown_field(cloud, token, dbx):
     assert headers["Content-Type"].startswith("text/plain")
     assert body.startswith(b'Error in call to API function '
                            b'"files/list_folder/continue": ')
-    assert b"'path'" in body
+    assert b"request body: unknown field 'path'" in body
     status, _, body = rpc(cloud, token, "files/list_folder/continue",
                           {"cursor": "not a cursor"})
     assert status == 400 and b'Invalid "cursor"' in body
@@ -155,7 +157,17 @@ def test_longpoll_sees_an_upload(cloud, dbx):
     # Below 30 s is refused (unless --longpoll-min-timeout-s says so).
     status, _, body = rpc(cloud, None, "files/list_folder/longpoll",
                           {"cursor": cursor, "timeout": 29})
-    assert status == 400 and b"timeout" in body
+    assert status == 400
+    assert b"timeout: 29 is not within range [30, 480]" in body
+    status, _, body = rpc(cloud, None, "files/list_folder/longpoll",
+                          {"cursor": cursor, "timeout": 481})
+    assert status == 400
+    assert b"timeout: 481 is not within range [30, 480]" in body
+    # 480 is allowed; a change is already waiting, so it answers at once.
+    status, headers, body = rpc(cloud, None, "files/list_folder/longpoll",
+                                {"cursor": cursor, "timeout": 480})
+    assert status == 200 and json.loads(body) == {"changes": True}
+    assert headers["Content-Type"] == "application/json"
 
 
 def test_longpoll_times_out_without_auth(cloud_factory):
@@ -236,13 +248,20 @@ def test_move_and_copy_a_folder(dbx, dropbox):
     ids = {e.path_lower: e.id for e in
            dbx.files_list_folder("/src", recursive=True).entries}
     cursor = latest(dbx)
+    sub_cursor = latest(dbx, "/src/sub")
     r = dbx.files_move_v2("/src", "/Dst")
     assert isinstance(r.metadata, dropbox.files.FolderMetadata)
     assert r.metadata.path_display == "/Dst"
     got, cursor = changes(dbx, cursor)
-    assert ("Deleted", "/src") in got
-    new = [p for kind, p in got if kind != "Deleted"]
-    assert new == ["/dst", "/dst/a.md", "/dst/sub", "/dst/sub/b.md"]
+    # A folder move: the old path deleted (and each path below it, so a
+    # cursor on a subfolder sees its own paths go), then every entry
+    # under the new path, top-down.  Nothing else.
+    assert got == [("Deleted", "/src"), ("Deleted", "/src/a.md"),
+                   ("Deleted", "/src/sub"), ("Deleted", "/src/sub/b.md"),
+                   ("Folder", "/dst"), ("File", "/dst/a.md"),
+                   ("Folder", "/dst/sub"), ("File", "/dst/sub/b.md")]
+    assert changes(dbx, sub_cursor)[0] == [("Deleted", "/src/sub"),
+                                           ("Deleted", "/src/sub/b.md")]
     moved = {e.path_lower: e.id for e in
              dbx.files_list_folder("/dst", recursive=True).entries}
     assert moved["/dst/sub/b.md"] == ids["/src/sub/b.md"]
@@ -314,7 +333,8 @@ def test_list_revisions_and_download_by_rev(dbx, dropbox):
 def test_compacted_journal_resets_cursor(cloud_factory):
     cloud = cloud_factory("--journal-max-age-s", "1")
     dropbox = sdk_module(cloud)
-    dbx = cloud.sdk(cloud.new_linked_account()[2])
+    token = cloud.new_linked_account()[2]
+    dbx = cloud.sdk(token)
     dbx.files_upload(b"a", "/a.md")
     cursor = latest(dbx)
     dbx.files_upload(b"b", "/b.md")
@@ -322,6 +342,11 @@ def test_compacted_journal_resets_cursor(cloud_factory):
     with pytest.raises(dropbox.exceptions.ApiError) as e:
         dbx.files_list_folder_continue(cursor)
     assert e.value.error.is_reset()
+    status, headers, body = rpc(cloud, token, "files/list_folder/continue",
+                                {"cursor": cursor})
+    assert status == 409 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"error_summary": "reset/..",
+                                "error": {".tag": "reset"}}
     fresh = latest(dbx)
     dbx.files_upload(b"c", "/c.md")
     assert changes(dbx, fresh)[0] == [("File", "/c.md")]
@@ -347,3 +372,93 @@ def test_api_result_escapes_lowercase(cloud, token, dbx):
     result = headers["Dropbox-API-Result"]
     assert "\\u00c9t\\u00e9 \\ud83d\\ude00.md" in result
     assert json.loads(result)["name"] == "\u00c9t\u00e9 \U0001f600.md"
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A scripted webhook endpoint: echoes the challenge, records every
+    notification body."""
+    bodies = []
+
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        body = q.get("challenge", [""])[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        type(self).bodies.append(json.loads(self.rfile.read(n)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_identical_upload_notifies_nobody(cloud, dropbox):
+    """Uploading the bytes a file already holds (add, overwrite, update
+    with its rev) creates no revision and no journal entry, and the
+    webhook receiver hears nothing; a real change right after is heard."""
+    _Receiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = cloud.new_app("silent")
+        account, _, token = cloud.new_linked_account(app)
+        uri = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert cloud.admin("webhooks/set", {"app_key": app["app_key"],
+                                            "uri": uri})["state"] == \
+            "verified"
+        dbx = cloud.sdk(token)
+        WriteMode = dropbox.files.WriteMode
+        m1 = dbx.files_upload(HELLO, "/same.md")
+        wait_for(lambda: len(_Receiver.bodies) == 1, 10,
+                 "the first notification")
+        journal = cloud.admin("stats")["journal_entries"]
+        for mode in (WriteMode.add, WriteMode.overwrite,
+                     WriteMode.update(m1.rev)):
+            assert dbx.files_upload(HELLO, "/same.md", mode=mode).rev == \
+                m1.rev
+        time.sleep(1.0)
+        assert len(_Receiver.bodies) == 1
+        assert cloud.admin("stats")["journal_entries"] == journal
+        assert len(dbx.files_list_revisions("/same.md").entries) == 1
+
+        dbx.files_upload(b"changed", "/same.md", mode=WriteMode.overwrite)
+        wait_for(lambda: len(_Receiver.bodies) == 2, 10,
+                 "the second notification")
+        assert _Receiver.bodies[1]["list_folder"]["accounts"] == [
+            account["account_id"]]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_malformed_paths_hash_mismatch_closed_session(dbx, dropbox):
+    """The rarer route errors, as the SDK decodes them."""
+    files = dropbox.files
+    for bad in ("/a/../b.md", "/a/./b.md", "/a//b.md", "/a/b.md/"):
+        with pytest.raises(dropbox.exceptions.ApiError) as e:
+            dbx.files_upload(b"x", bad)
+        assert e.value.error.get_path().reason.is_malformed_path(), bad
+    with pytest.raises(dropbox.exceptions.ApiError) as e:
+        dbx.files_move_v2("/a/../b", "/c")
+    assert e.value.error.get_from_lookup().is_malformed_path()
+    with pytest.raises(dropbox.exceptions.ApiError) as e:
+        dbx.files_upload(b"abc", "/h.md", content_hash="0" * 64)
+    assert e.value.error.is_content_hash_mismatch()
+    assert dbx.files_upload(b"abc", "/h.md",
+                            content_hash=content_hash(b"abc")).size == 3
+
+    sid = dbx.files_upload_session_start(b"ab", close=True).session_id
+    with pytest.raises(dropbox.exceptions.ApiError) as e:
+        dbx.files_upload_session_append_v2(
+            b"cd", files.UploadSessionCursor(sid, 2))
+    assert e.value.error.is_closed()
+    m = dbx.files_upload_session_finish(
+        b"", files.UploadSessionCursor(sid, 2), files.CommitInfo("/ab"))
+    assert m.size == 2

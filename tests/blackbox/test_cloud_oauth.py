@@ -426,3 +426,69 @@ def test_only_metadata_read_accounts_are_notified(cloud):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _pkce_pair():
+    import base64
+    import hashlib
+    import secrets
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(
+        hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def test_token_response_fields(cloud_factory):
+    """The token endpoint's JSON, field by field, for an offline PKCE
+    (S256) code; expires_in follows --token-lifetime-s."""
+    cloud = cloud_factory("--oauth-auto-approve", "--token-lifetime-s",
+                          "600")
+    app = new_app(cloud)
+    account = cloud.new_account()
+    verifier, challenge = _pkce_pair()
+    url = (cloud.url + "/oauth2/authorize?response_type=code&client_id=" +
+           app["app_key"] + "&redirect_uri=" +
+           urllib.parse.quote(REDIRECT, safe="") + "&state=xyz"
+           "&token_access_type=offline&code_challenge_method=S256"
+           "&code_challenge=" + challenge)
+    params = redirect_params(browse(cloud, url, account["account_id"]))
+    assert params["state"] == "xyz"
+    status, ctype, body = token_post(cloud, {
+        "grant_type": "authorization_code", "code": params["code"],
+        "client_id": app["app_key"], "redirect_uri": REDIRECT,
+        "code_verifier": verifier})
+    assert status == 200 and ctype == "application/json"
+    assert set(body) == {"access_token", "token_type", "expires_in",
+                         "refresh_token", "scope", "uid", "account_id"}
+    assert body["access_token"].startswith("sl.")
+    assert body["token_type"] == "bearer" and body["expires_in"] == 600
+    assert body["account_id"] == account["account_id"]
+    assert body["uid"] == str(account["uid"])
+    assert body["scope"] == ("files.metadata.read files.content.read "
+                             "files.content.write account_info.read")
+    status, _, again = token_post(cloud, {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": app["app_key"]})
+    assert status == 200 and again["expires_in"] == 600
+    assert "refresh_token" not in again
+    assert again["access_token"] != body["access_token"]
+
+
+@pytest.mark.parametrize("extra,error", [
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"code_challenge": "short"}, "invalid_request"),
+    ({"code_challenge": "c" * 43, "code_challenge_method": "S512"},
+     "invalid_request"),
+    ({"token_access_type": "forever"}, "invalid_request"),
+])
+def test_authorize_errors_go_back_to_the_app(auto_cloud, extra, error):
+    app = new_app(auto_cloud)
+    auto_cloud.new_account()
+    query = dict({"response_type": "code", "client_id": app["app_key"],
+                  "redirect_uri": REDIRECT, "state": "st"}, **extra)
+    params = redirect_params(browse(
+        auto_cloud, auto_cloud.url + "/oauth2/authorize?" +
+        urllib.parse.urlencode(query)))
+    assert params["error"] == error and params["state"] == "st"
+    assert params["error_description"] and "code" not in params
