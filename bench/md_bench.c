@@ -64,6 +64,7 @@ static int bench_read(const char *path, struct bench_doc *doc)
     if (doc->text == NULL ||
         fread(doc->text, 1, (size_t)size, f) != (size_t)size)
         goto out;
+    doc->text[size] = '\0'; /* md4c may scan to a terminator */
     doc->len = (size_t)size;
     rc = 0;
 out:

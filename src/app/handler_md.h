@@ -48,7 +48,8 @@ bool handler_md_is_markdown(const char *path);
  * not Markdown. */
 char *handler_md_html_path(const char *path);
 
-/* Renders src (len bytes, need not be NUL-terminated) exactly as
+/* Renders src (len bytes, followed by a NUL: md4c 0.4.8 may look for
+ * line ends with strcspn, reading up to the terminator) exactly as
  * md_html(src, len, .., MD_DIALECT_GITHUB, 0) does.  On 0, *html (the
  * caller's, NUL-terminated) holds *html_len bytes; -1 when md4c fails or
  * the result would exceed HANDLER_MD_MAX_HTML. */
