@@ -113,6 +113,36 @@ static void test_next_attempt_window(void **state)
                      -1);
 }
 
+/* The defaults of docs/CLI.md (base 1 s, cap 120 s, window 600 s), walked
+ * attempt by attempt with zero answer time: about ten attempts that
+ * spread over the whole ten minutes, each delay within the cap, whatever
+ * the jitter. */
+static void test_default_schedule_spans_ten_minutes(void **state)
+{
+    static const double jitters[] = {-1.0, 0.0, 1.0};
+    const int64_t created = 5000000, base = 1000, cap = 120000;
+    const int64_t window = 600000;
+
+    (void)state;
+    for (size_t j = 0; j < sizeof(jitters) / sizeof(jitters[0]); j++) {
+        int64_t now = created, next;
+        int attempts = 1; /* the first attempt, at created */
+
+        while ((next = notifier_next_attempt_at(created, now, base, cap,
+                                                window, attempts,
+                                                jitters[j])) >= 0) {
+            assert_true(next > now);
+            assert_true(next - now <= cap);
+            now = next;
+            attempts++;
+            assert_true(attempts < 40);
+        }
+        /* The last attempt is at the end of the window. */
+        assert_int_equal(now, created + window);
+        assert_in_range(attempts, 9, 14);
+    }
+}
+
 /* The cap bounds one delay; the window still ends the retries. */
 static void test_next_attempt_cap(void **state)
 {
@@ -774,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_next_attempt_window),
         cmocka_unit_test(test_next_attempt_cap),
+        cmocka_unit_test(test_default_schedule_spans_ten_minutes),
         cmocka_unit_test(test_uri_private),
         cmocka_unit_test(test_coalesce_absorbs),
         cmocka_unit_test(test_change_in_flight_goes_pending),
