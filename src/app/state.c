@@ -280,6 +280,15 @@ enum state_status state_failure_set(struct state *st, const char *account,
     return st->ops->failure_set(st->impl, account, what, streak);
 }
 
+enum state_status state_failure_get(struct state *st, const char *account,
+                                    char **what)
+{
+    *what = NULL;
+    if (!check_account("failure_get", account))
+        return STATE_ERR;
+    return st->ops->failure_get(st->impl, account, what);
+}
+
 enum state_status state_status_json(struct state *st, char **json)
 {
     *json = NULL;

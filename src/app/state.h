@@ -146,6 +146,11 @@ enum state_status state_counter_get(struct state *st, const char *name,
 enum state_status state_failure_set(struct state *st, const char *account,
                                     const char *what, int64_t *streak);
 
+/* The account's last failure as state_failure_set stored it (*what is
+ * the caller's); STATE_NONE when there is none. */
+enum state_status state_failure_get(struct state *st, const char *account,
+                                    char **what);
+
 /* Writes the whole state as one JSON object to *json (caller frees):
  * {"accounts": [{"account": .., "has_token": .., "cursor": bool,
  *   "pending": bool, "leased": bool, "last_sync": "..", "failure": ..,

@@ -50,6 +50,8 @@ struct state_ops {
                                      int64_t *value);
     enum state_status (*failure_set)(void *impl, const char *account,
                                      const char *what, int64_t *streak);
+    enum state_status (*failure_get)(void *impl, const char *account,
+                                     char **what);
     enum state_status (*status_json)(void *impl, char **json);
 };
 

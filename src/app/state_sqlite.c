@@ -794,6 +794,14 @@ static enum state_status sq_failure_set(void *impl, const char *account,
     return result;
 }
 
+static enum state_status sq_failure_get(void *impl, const char *account,
+                                        char **what)
+{
+    return sq_read_text(impl,
+                        "SELECT failure FROM accounts WHERE account = ?1",
+                        account, what);
+}
+
 /* ---- leases ---------------------------------------------------------- */
 
 /* Finds the oldest pending account without a live lease. */
@@ -1211,6 +1219,7 @@ static const struct state_ops sq_ops = {
     .counter_add = sq_counter_add,
     .counter_get = sq_counter_get,
     .failure_set = sq_failure_set,
+    .failure_get = sq_failure_get,
     .status_json = sq_status_json,
 };
 

@@ -61,8 +61,11 @@
 #define WORKER_BACKOFF_AUTH_MS 60000
 #define WORKER_BACKOFF_MAX_MS  300000
 /* A cursor that gets "reset" is dropped and the listing restarted; a
- * second reset in the same run is a failure. */
+ * second reset in a row (in the same run, or in the next run after one
+ * that reset) is a failure.  WORKER_RESET_WHAT is the account's failure
+ * while a reset is the last thing that happened to it. */
 #define WORKER_MAX_RESETS 1
+#define WORKER_RESET_WHAT "list_folder: cursor reset"
 /* Owner strings: "hostname:pid:thread". */
 #define WORKER_OWNER_MAX 128
 
@@ -220,14 +223,27 @@ static void run_finish(struct run *r, enum run_end end, int64_t version)
 /* A reset is recorded as the account's failure until a run ends without
  * one, so that a second reset in a row (in this run or the next) is
  * seen: it becomes a failure with backoff instead of another listing
- * from scratch. */
+ * from scratch.  Only a reset counts: a reset after another failure (a
+ * 429, a lost connection) is the first one, and gets its fresh listing.
+ * So does the retry after a "reset again" failure's backoff, so that an
+ * account whose cursors keep being reset lists again at the backoff's
+ * pace (visible, never a loop) rather than never. */
 static bool run_reset_allowed(struct run *r)
 {
-    int64_t streak = 0;
+    struct state *st = r->w->pool->st;
+    char *last = NULL;
+    bool again;
 
-    state_failure_set(r->w->pool->st, r->account, "list_folder: cursor reset",
-                      &streak);
-    return streak <= 1;
+    if (r->resets >= WORKER_MAX_RESETS)
+        return false;
+    if (state_failure_get(st, r->account, &last) == STATE_ERR)
+        return false;
+    again = last != NULL && strcmp(last, WORKER_RESET_WHAT) == 0;
+    free(last);
+    if (again)
+        return false;
+    state_failure_set(st, r->account, WORKER_RESET_WHAT, NULL);
+    return true;
 }
 
 /* Fetches the next page: list_folder without a cursor, else continue. */
@@ -249,9 +265,13 @@ static enum run_end run_fetch(struct run *r, struct dbxapi_page *page)
               dbxapi_status_name(st));
         if (st == DBXAPI_OK)
             return RUN_DONE;
-        if (r->cursor == NULL || !dbxapi_error_is(&err, "reset") ||
-            r->resets >= WORKER_MAX_RESETS || !run_reset_allowed(r))
+        if (r->cursor == NULL || !dbxapi_error_is(&err, "reset"))
             break;
+        if (!run_reset_allowed(r)) {
+            run_failure(r, -1, "%s again: %ld %s", WORKER_RESET_WHAT,
+                        err.http_status, err.summary);
+            return RUN_BACKOFF;
+        }
         /* The server can no longer serve this cursor: list again from
          * the start; handlers skip what they already did. */
         LOG_W("worker cursor reset account=%s", r->account);

@@ -118,7 +118,8 @@ def cmd_script(tmp_path):
     script.write_text(
         "#!/bin/sh\n"
         "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-        f"printf '%s %s\\n' \"$DBXHOOK_PATH_LOWER\" \"$DBXHOOK_REV\" >> {log}\n")
+        f"printf '%s %s\\n' \"$DBXHOOK_PATH_LOWER\" \"$DBXHOOK_REV\" "
+        f">> {log}\n")
     script.chmod(0o755)
     return str(script), log
 
@@ -227,7 +228,7 @@ def run_crash(cloud, app_factory, bin_path, tmp_path, n_files, seconds,
 def test_crash_kill9_while_files_arrive(cloud, app_factory, bin_path,
                                         tmp_path):
     kills = run_crash(cloud, app_factory, bin_path, tmp_path,
-                      n_files=int(os.environ.get("CRASH_FILES", "400")),
+                      n_files=int(os.environ.get("CRASH_FILES", "2000")),
                       seconds=float(os.environ.get("CRASH_SECONDS", "8")))
     assert kills >= 5
 
@@ -280,18 +281,41 @@ def test_fault_is_survived(loop, kind):
         assert app.counter("failures") >= 1
 
 
-def test_second_reset_in_a_row_is_a_visible_failure(loop):
+@pytest.mark.parametrize("resets", [2, 3])
+def test_second_reset_in_a_row_is_a_visible_failure(loop, resets):
+    """resets=3: the cloud resets the retry too; after the failure's
+    backoff the app lists from scratch once more (not never, not in a
+    loop) and catches up."""
     dbx, app, aid = loop["dbx"], loop["app"], loop["aid"]
     dbx.files_upload(b"# one\n", "/one.md")
     app.appctl("mark", "--account", aid)
     converted(loop, "/one.md", b"# one\n")
-    fault(loop["cloud"], aid, "reset", 2, "files/list_folder/continue")
+    fault(loop["cloud"], aid, "reset", resets, "files/list_folder/continue")
+    # The first reset: one fresh listing, the run carries on.
+    dbx.files_upload(b"# two\n", "/two.md")
+    app.appctl("mark", "--account", aid)
+    converted(loop, "/two.md", b"# two\n")
+    wait_for(lambda: not [a for a in app.status()["accounts"]
+                          if a["account"] == aid and a["pending"]],
+             WAIT_S, "the first reset's run to end")
+    assert app.counter("failures") == 0
+    # The next run's cursor (from that fresh listing) is reset too: a
+    # visible failure (status, counter, log), not another listing.
+    dbx.files_upload(b"# three\n", "/three.md")
     app.appctl("mark", "--account", aid)
 
     def failed():
         a = [x for x in app.status()["accounts"] if x["account"] == aid][0]
-        return a["failure"] and "reset" in a["failure"]
+        return a["failure"] and "reset again" in a["failure"]
     wait_for(failed, WAIT_S, "the reset failure")
+    assert app.counter("failures") == 1
+    # Once the cloud serves the cursor again, the backoff's retry works.
+    converted(loop, "/three.md", b"# three\n")
+    out = app.process.output()
+    assert out.count("worker cursor reset account=" + aid) == resets - 1
+    assert len([x for x in out.splitlines()
+                if f"worker failure account={aid}" in x
+                and "reset again" in x]) == 1
 
 
 # ---- --md-deleted and moves ------------------------------------------------
@@ -301,7 +325,7 @@ def md_loop(cloud, app_factory, mode):
     account, _, token = cloud.new_linked_account(app_info)
     aid = account["account_id"]
     app = app_factory(app_info["app_secret"], cloud=cloud, workers=1,
-                      extra_args=["--md-deleted", mode])
+                      extra_args=["--md-deleted", mode] if mode else [])
     app.set_token(aid, token)
     return {"app": app, "aid": aid, "dbx": cloud.sdk(token), "cloud": cloud}
 
@@ -325,8 +349,9 @@ def exists(dbx, path):
         return False
 
 
-@pytest.mark.parametrize("mode", ["keep", "delete"])
+@pytest.mark.parametrize("mode", ["keep", "delete", None])
 def test_md_deleted_option(cloud, app_factory, mode):
+    """None: the option left out keeps the .html, as docs/CLI.md says."""
     loop = md_loop(cloud, app_factory, mode)
     dbx, app = loop["dbx"], loop["app"]
     for name in ("gone", "moved", "stays"):

@@ -379,6 +379,7 @@ static void test_handled_and_streak(void **ctx)
 {
     struct fixture *f = *ctx;
     int64_t streak = 0;
+    char *what = NULL;
 
     assert_int_equal(state_handled_check(f->st, "dbid:gus", "/a.md", "01"),
                      STATE_NONE);
@@ -399,9 +400,17 @@ static void test_handled_and_streak(void **ctx)
     assert_int_equal(state_failure_set(f->st, "dbid:gus", "y", &streak),
                      STATE_OK);
     assert_int_equal(streak, 2);
+    assert_int_equal(state_failure_get(f->st, "dbid:gus", &what), STATE_OK);
+    assert_string_equal(what, "y");
+    free(what);
     assert_int_equal(state_failure_set(f->st, "dbid:gus", NULL, &streak),
                      STATE_OK);
     assert_int_equal(streak, 0);
+    assert_int_equal(state_failure_get(f->st, "dbid:gus", &what), STATE_NONE);
+    assert_null(what);
+    assert_int_equal(state_failure_get(f->st, "dbid:nobody", &what),
+                     STATE_NONE);
+    assert_int_equal(state_failure_get(f->st, "bad", &what), STATE_ERR);
 }
 
 /* An app.db from before refresh tokens gains the new columns on open. */
