@@ -10,6 +10,7 @@
 #include "app/dbxapi.h"
 
 #include "common/http_client.h"
+#include "common/jsonx.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -319,28 +320,14 @@ static enum dbxapi_status bad_argument(struct dbxapi_error *err)
     return protocol_error(err, "argument is not valid UTF-8");
 }
 
-/* The argument of a content call as an HTTP header.  JSON_ENSURE_ASCII
- * escapes everything above 0x7f; Dropbox also wants DEL escaped, and a
- * raw DEL can only sit inside a JSON string, so it is rewritten here. */
+/* The argument of a content call as an HTTP header: ASCII only, with
+ * everything else (and DEL) escaped as Dropbox asks. */
 static char *api_arg_header(const json_t *arg)
 {
-    char *json = json_dumps(arg, JSON_COMPACT | JSON_ENSURE_ASCII);
-    char *header;
-    struct buf b;
+    char *json = jsonx_dumps_ascii(arg);
+    char *header = xasprintf("Dropbox-API-Arg: %s", json);
 
-    if (json == NULL)
-        return NULL;
-    buf_init(&b, 0);
-    buf_append(&b, "Dropbox-API-Arg: ", 17);
-    for (const char *p = json; *p != '\0'; p++) {
-        if (*p == 0x7f)
-            buf_append(&b, "\\u007f", 6);
-        else
-            buf_append(&b, p, 1);
-    }
     free(json);
-    header = buf_steal(&b);
-    buf_free(&b);
     return header;
 }
 

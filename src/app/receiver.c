@@ -12,10 +12,10 @@
 #include "app/app_link.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/notification.h"
 #include "common/sig.h"
 #include "common/util.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -89,29 +89,6 @@ static bool receiver_signed(const struct receiver *r,
         return false;
     }
     return true;
-}
-
-/* Finds list_folder.accounts and checks every id.  Returns the array
- * (borrowed from root) or NULL when the shape is wrong. */
-static json_t *receiver_accounts(json_t *root)
-{
-    json_t *accounts;
-    json_t *item;
-    size_t i;
-
-    if (!json_is_object(root))
-        return NULL;
-    accounts =
-        json_object_get(json_object_get(root, "list_folder"), "accounts");
-    if (!json_is_array(accounts))
-        return NULL;
-    json_array_foreach(accounts, i, item)
-    {
-        if (!json_is_string(item) ||
-            !state_account_valid(json_string_value(item)))
-            return NULL;
-    }
-    return accounts;
 }
 
 /* Keeps the accounts the app knows (holds a token for) in ids; logs the
@@ -199,11 +176,10 @@ static void receiver_log_notification(struct receiver *r, size_t n,
 /* Marks the known accounts, counting the notification in the same
  * commit, and answers once that commit is done (receiver_marked); root
  * stays the caller's. */
-static void receiver_mark(struct receiver *r, json_t *accounts,
-                          const struct hsrv_request *req,
+static void receiver_mark(struct receiver *r, char *const *accounts,
+                          size_t n, const struct hsrv_request *req,
                           struct hsrv_response *resp)
 {
-    size_t n = json_array_size(accounts);
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
     struct state_count counts[2] = {{"notifications", 1},
                                     {"unknown_accounts", 0}};
@@ -211,7 +187,7 @@ static void receiver_mark(struct receiver *r, json_t *accounts,
     long kept;
 
     for (size_t i = 0; i < n; i++)
-        ids[i] = json_string_value(json_array_get(accounts, i));
+        ids[i] = accounts[i];
     kept = receiver_known(r, ids, n, req);
     if (kept < 0) {
         free(ids);
@@ -241,10 +217,8 @@ static void receiver_notify(struct receiver *r, const struct hsrv_request *req,
 {
     const char *reason = NULL;
     const char *body;
-    size_t len = 0;
-    json_t *root;
-    json_t *accounts;
-    json_error_t err;
+    size_t len = 0, n = 0;
+    char **accounts = NULL;
 
     if (!receiver_signed(r, req, &reason)) {
         LOG_W("notification rejected status=403 reason=%s peer=%s", reason,
@@ -254,16 +228,14 @@ static void receiver_notify(struct receiver *r, const struct hsrv_request *req,
     }
 
     body = hsrv_body(req, &len);
-    root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &err);
-    accounts = receiver_accounts(root);
-    if (accounts == NULL) {
+    if (notification_parse(body, len, &accounts, &n) < 0) {
         LOG_W("notification rejected status=400 reason=malformed peer=%s",
               hsrv_peer(req));
         reply_text(resp, 400, "malformed notification\n");
-    } else {
-        receiver_mark(r, accounts, req, resp);
+        return;
     }
-    json_decref(root);
+    receiver_mark(r, accounts, n, req, resp);
+    notification_accounts_free(accounts, n);
 }
 
 static void reply_method(struct hsrv_response *resp, const char *allow)

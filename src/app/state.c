@@ -10,6 +10,7 @@
 
 #include "app/state_backend.h"
 #include "common/log.h"
+#include "common/notification.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -41,22 +42,7 @@ int64_t state_now_ms(void)
 
 bool state_account_valid(const char *account)
 {
-    static const char prefix[] = "dbid:";
-    size_t len;
-
-    if (account == NULL || strncmp(account, prefix, 5) != 0)
-        return false;
-    len = strlen(account);
-    if (len <= 5 || len > STATE_ACCOUNT_MAX)
-        return false;
-    for (size_t i = 5; i < len; i++) {
-        char c = account[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return notification_account_valid(account);
 }
 
 static bool check_account(const char *op, const char *account)

@@ -31,12 +31,14 @@
 #ifndef DBX_STATE_H
 #define DBX_STATE_H
 
+#include "common/notification.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* Longest account id accepted anywhere ("dbid:" + id characters). */
-#define STATE_ACCOUNT_MAX 64
+#define STATE_ACCOUNT_MAX NOTIFICATION_ACCOUNT_MAX
 
 enum state_status {
     STATE_OK = 0,
@@ -47,9 +49,9 @@ enum state_status {
 
 struct state;
 
-/* True when account is "dbid:" followed by 1 or more of [A-Za-z0-9_-],
- * STATE_ACCOUNT_MAX characters at most.  Every function below rejects
- * other ids with STATE_ERR. */
+/* True when account is a valid id (notification_account_valid: "dbid:"
+ * and 1 or more of [A-Za-z0-9_-], STATE_ACCOUNT_MAX characters at most).
+ * Every function below rejects other ids with STATE_ERR. */
 bool state_account_valid(const char *account);
 
 /* Opens (creating) the SQLite store at dir/app.db; NULL on failure. */

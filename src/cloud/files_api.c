@@ -4,6 +4,7 @@
 #include "cloud/files_api.h"
 
 #include "cloud/fsops.h"
+#include "common/jsonx.h"
 #include "common/log.h"
 #include "common/pathx.h"
 #include "common/sig.h"
@@ -158,59 +159,12 @@ out:
     free(lower);
 }
 
-/* One code point of valid UTF-8 at p (jansson output is valid); sets
- * *len to its byte count. */
-static unsigned long utf8_decode(const unsigned char *p, int *len)
-{
-    if (p[0] < 0xe0) {
-        *len = 2;
-        return ((p[0] & 0x1fUL) << 6) | (p[1] & 0x3f);
-    }
-    if (p[0] < 0xf0) {
-        *len = 3;
-        return ((p[0] & 0x0fUL) << 12) | ((p[1] & 0x3fUL) << 6) |
-               (p[2] & 0x3f);
-    }
-    *len = 4;
-    return ((p[0] & 0x07UL) << 18) | ((p[1] & 0x3fUL) << 12) |
-           ((p[2] & 0x3fUL) << 6) | (p[3] & 0x3f);
-}
-
-char *files_json_header(const json_t *v)
-{
-    char *text = json_dumps(v, JSON_COMPACT);
-    const unsigned char *p = (const unsigned char *)text;
-    struct buf b;
-    int len;
-
-    buf_init(&b, 0);
-    while (p != NULL && *p != '\0') {
-        unsigned long cp;
-
-        if (*p < 0x7f) {
-            buf_append(&b, p++, 1);
-            continue;
-        }
-        len = 1;
-        cp = *p == 0x7f ? 0x7f : utf8_decode(p, &len);
-        if (cp >= 0x10000) {
-            cp -= 0x10000;
-            buf_appendf(&b, "\\u%04lx\\u%04lx", 0xd800 + (cp >> 10),
-                        0xdc00 + (cp & 0x3ff));
-        } else {
-            buf_appendf(&b, "\\u%04lx", cp);
-        }
-        p += len;
-    }
-    free(text);
-    return buf_steal(&b);
-}
-
 static void files_reply_download(struct api_call *c, const struct entry *e)
 {
     char *path = store_blob_path(c->store, e->content_hash);
     json_t *meta = store_entry_json(e);
-    char *result = files_json_header(meta);
+    /* Headers carry ASCII only: the real service escapes the rest. */
+    char *result = jsonx_dumps_ascii(meta);
     size_t len = 0;
     char *data = file_read_all(path, API_UPLOAD_BODY_MAX + 1, &len);
 

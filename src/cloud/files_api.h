@@ -41,11 +41,6 @@ json_t *files_write_error(enum fsop_error err);
 int files_revision_get(struct store *s, int64_t account, const char *rev,
                        struct entry *out);
 
-/* JSON text of v for an HTTP header, the way the real service writes
- * it: compact, every non-ASCII character and DEL as a lowercase \uXXXX
- * escape (surrogate pairs above U+FFFF).  Caller frees. */
-char *files_json_header(const json_t *v);
-
 /* Reads the WriteMode, autorename, strict_conflict and client_modified
  * of an upload (from obj: the argument, or a commit) into u.  Answers
  * 400 and returns -1 on a bad value. */

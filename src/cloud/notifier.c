@@ -45,6 +45,7 @@
 #include "cloud/schema.h"
 #include "common/db.h"
 #include "common/log.h"
+#include "common/notification.h"
 #include "common/sig.h"
 #include "common/util.h"
 
@@ -155,82 +156,6 @@ struct notifier {
 };
 
 /* ---- body ------------------------------------------------------------ */
-
-/* Decodes one UTF-8 sequence at s; returns its length (1 for a bad
- * byte, which then stands for U+FFFD). */
-static size_t notifier_utf8(const unsigned char *s, uint32_t *cp)
-{
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    uint32_t v = s[0] & (0x3f >> (len > 0 ? len - 1 : 0));
-
-    if (s[0] < 0xc2 || s[0] > 0xf4) /* continuation, overlong, too big */
-        len = 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) { /* also stops at the NUL */
-            len = 0;
-            break;
-        }
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (len == 0 || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-        *cp = 0xfffd;
-        return 1;
-    }
-    *cp = v;
-    return len;
-}
-
-/* A JSON string as Python's json.dumps writes it (ensure_ascii): every
- * character outside ' '..'~' escaped, lowercase hex, surrogate pairs. */
-static void notifier_json_string(struct buf *b, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-
-    buf_append(b, "\"", 1);
-    while (*s != '\0') {
-        uint32_t cp = *s;
-        size_t len = cp < 0x80 ? 1 : notifier_utf8(s, &cp);
-        const char *short_esc = cp == '"' ? "\\\"" : cp == '\\' ? "\\\\"
-                              : cp == '\n' ? "\\n" : cp == '\r' ? "\\r"
-                              : cp == '\t' ? "\\t" : cp == '\b' ? "\\b"
-                              : cp == '\f' ? "\\f" : NULL;
-
-        if (short_esc != NULL) {
-            buf_append(b, short_esc, 2);
-        } else if (cp >= 0x20 && cp < 0x7f) {
-            buf_append(b, s, 1);
-        } else if (cp < 0x10000) {
-            buf_appendf(b, "\\u%04x", (unsigned)cp);
-        } else {
-            cp -= 0x10000;
-            buf_appendf(b, "\\u%04x\\u%04x", 0xd800 + (unsigned)(cp >> 10),
-                        0xdc00 + (unsigned)(cp & 0x3ff));
-        }
-        s += len;
-    }
-    buf_append(b, "\"", 1);
-}
-
-char *notifier_body(const char *const *accounts, const int64_t *uids,
-                    size_t n)
-{
-    struct buf b;
-    char *body;
-
-    buf_init(&b, 0);
-    buf_appendf(&b, "{\"list_folder\": {\"accounts\": [");
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            buf_append(&b, ", ", 2);
-        notifier_json_string(&b, accounts[i]);
-    }
-    buf_appendf(&b, "]}, \"delta\": {\"users\": [");
-    for (size_t i = 0; i < n; i++)
-        buf_appendf(&b, "%s%lld", i > 0 ? ", " : "", (long long)uids[i]);
-    buf_appendf(&b, "]}}");
-    body = buf_steal(&b);
-    return body;
-}
 
 /* ---- retry schedule -------------------------------------------------- */
 
@@ -449,8 +374,8 @@ static int notifier_name_account(sqlite3 *db, int64_t id, int64_t app_id,
 static int64_t notifier_insert(sqlite3 *db, int64_t app_id,
                                const struct gathered *g, const char *secret)
 {
-    char *body = notifier_body((const char *const *)g->accounts, g->uids,
-                               g->count);
+    char *body = notification_body((const char *const *)g->accounts,
+                                   g->uids, g->count);
     char sig[SIG_HEX_LEN + 1];
     int64_t now = delivery_now_ms(), id = -1;
     sqlite3_stmt *ins = db_prepare(db,

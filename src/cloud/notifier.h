@@ -83,13 +83,6 @@ void notifier_wake(struct notifier *n);
 int notifier_verify(struct notifier *n, const char *uri, char *err,
                     size_t err_size);
 
-/* The notification body for n accounts, in the exact spacing of
- * Python's json.dumps (accounts[i] goes with uids[i]):
- *   {"list_folder": {"accounts": ["dbid:A"]}, "delta": {"users": [1]}}
- * Returns a new string (caller frees). */
-char *notifier_body(const char *const *accounts, const int64_t *uids,
-                    size_t n);
-
 /* The delay before retry number attempts (1 after the first failure):
  * base_ms * 2^(attempts-1), scaled by 1 + 0.2 * jitter, where jitter in
  * [-1, 1] is drawn at random by the notifier. */

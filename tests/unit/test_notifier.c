@@ -26,54 +26,6 @@
 #define TEST_MAX_REQUESTS 16
 #define TEST_WAIT_MS 5000
 
-/* ---- body ------------------------------------------------------------ */
-
-static void test_body_two(void **state)
-{
-    const char *accounts[] = {"dbid:A", "dbid:B"};
-    const int64_t uids[] = {1001, 1002};
-    char *body = notifier_body(accounts, uids, 2);
-
-    (void)state;
-    assert_string_equal(body,
-        "{\"list_folder\": {\"accounts\": [\"dbid:A\", \"dbid:B\"]},"
-        " \"delta\": {\"users\": [1001, 1002]}}");
-    free(body);
-}
-
-static void test_body_one_and_empty(void **state)
-{
-    const char *accounts[] = {"dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"};
-    const int64_t uids[] = {12345678};
-    char *one = notifier_body(accounts, uids, 1);
-    char *none = notifier_body(NULL, NULL, 0);
-
-    (void)state;
-    assert_string_equal(one,
-        "{\"list_folder\": {\"accounts\":"
-        " [\"dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc\"]},"
-        " \"delta\": {\"users\": [12345678]}}");
-    assert_string_equal(none,
-        "{\"list_folder\": {\"accounts\": []}, \"delta\": {\"users\": []}}");
-    free(one);
-    free(none);
-}
-
-/* Escapes as Python's json.dumps(ensure_ascii=True) writes them. */
-static void test_body_escapes(void **state)
-{
-    const char *accounts[] = {"q\"b\\n\n\x01\x7f\xc3\xa9\xf0\x9f\x98\x80"};
-    const int64_t uids[] = {-1};
-    char *body = notifier_body(accounts, uids, 1);
-
-    (void)state;
-    assert_string_equal(body,
-        "{\"list_folder\": {\"accounts\":"
-        " [\"q\\\"b\\\\n\\n\\u0001\\u007f\\u00e9\\ud83d\\ude00\"]},"
-        " \"delta\": {\"users\": [-1]}}");
-    free(body);
-}
-
 /* ---- retry schedule -------------------------------------------------- */
 
 static void test_backoff_doubles(void **state)
@@ -798,9 +750,6 @@ static void test_disable_on_health(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_body_two),
-        cmocka_unit_test(test_body_one_and_empty),
-        cmocka_unit_test(test_body_escapes),
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_next_attempt_window),
         cmocka_unit_test(test_next_attempt_cap),
