@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -28,6 +29,8 @@
 
 /* Notifications being delivered at once, over all webhooks. */
 #define DELIVERY_MAX_INFLIGHT 512
+/* Reads of the due rows per round when full webhooks crowd them out. */
+#define DELIVERY_MAX_PASSES 8
 /* Transport error text kept per attempt. */
 #define DELIVERY_ERROR_MAX 256
 /* rand_urlsafe characters in a challenge: 256 bits of entropy, like a
@@ -528,10 +531,30 @@ static struct delivery *delivery_begin_row(struct delivery_queue *q,
     return NULL;
 }
 
-static int64_t delivery_start_due(struct delivery_queue *q)
+static void delivery_note_full(json_t *full, int64_t app_id)
 {
-    int64_t now = delivery_now_ms(), next_due = -1;
-    struct delivery *unstarted = NULL, *d;
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(full, i, v) {
+        if (json_integer_value(v) == app_id)
+            return;
+    }
+    json_array_append_new(full, json_integer(app_id));
+}
+
+/* Reads due rows in order and starts what it may.  Webhooks already at
+ * their in-flight limit are passed over; their ids are added to full (a
+ * JSON array) so that the caller can read again without them.  Returns
+ * the time of the next row not yet due (or -1), and sets *exhausted when
+ * every row the LIMIT allowed was read, so more may follow. */
+static int64_t delivery_start_pass(struct delivery_queue *q, json_t *full,
+                                   struct delivery **unstarted,
+                                   bool *exhausted)
+{
+    int64_t now = delivery_now_ms(), next_due = -1, limit, rows = 0;
+    char *skip = json_dumps(full, JSON_COMPACT);
+    struct delivery *d;
     sqlite3_stmt *st = db_prepare(q->db,
         "SELECT n.id, n.body, n.signature, n.attempts,"
         " coalesce(n.window_start, n.created_at),"
@@ -541,13 +564,17 @@ static int64_t delivery_start_due(struct delivery_queue *q)
         /* a re-enabled app's notifications are folded first */
         " AND NOT EXISTS (SELECT 1 FROM webhook_resume r"
         "                 WHERE r.app_id = n.app_id)"
+        " AND n.app_id NOT IN (SELECT value FROM json_each(?2))"
         " ORDER BY n.next_attempt_at, n.id LIMIT ?1");
 
-    sqlite3_bind_int64(st, 1,
-                       (int64_t)(q->inflight_count + DELIVERY_MAX_INFLIGHT));
+    limit = (int64_t)(q->inflight_count + DELIVERY_MAX_INFLIGHT);
+    sqlite3_bind_int64(st, 1, limit);
+    db_bind_text(st, 2, skip);
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t due = sqlite3_column_int64(st, 7);
+        int64_t app_id = sqlite3_column_int64(st, 8);
 
+        rows++;
         if (delivery_queue_inflight(q, sqlite3_column_int64(st, 0)))
             continue;
         if (due > now || q->inflight_count >= DELIVERY_MAX_INFLIGHT) {
@@ -556,16 +583,42 @@ static int64_t delivery_start_due(struct delivery_queue *q)
         }
         /* A webhook at its limit waits for one of its answers, which
          * wakes the loop. */
-        if (delivery_inflight_for(q, sqlite3_column_int64(st, 8)) >=
-            q->cfg->inflight_per_webhook)
+        if (delivery_inflight_for(q, app_id) >=
+            q->cfg->inflight_per_webhook) {
+            delivery_note_full(full, app_id);
             continue;
+        }
         d = delivery_begin_row(q, st);
         if (d != NULL) {
-            d->next = unstarted;
-            unstarted = d;
+            d->next = *unstarted;
+            *unstarted = d;
         }
     }
     sqlite3_finalize(st);
+    free(skip);
+    *exhausted = next_due < 0 && rows == limit;
+    return next_due;
+}
+
+static int64_t delivery_start_due(struct delivery_queue *q)
+{
+    struct delivery *unstarted = NULL;
+    json_t *full = json_array();
+    size_t before;
+    bool exhausted = true;
+    int64_t next_due = -1;
+
+    /* One slow webhook with a long backlog could fill every row a pass
+     * reads; reading again without the webhooks found full lets other
+     * apps' notifications through.  Each new pass excludes at least one
+     * more app, so the loop ends. */
+    for (int pass = 0; exhausted && pass < DELIVERY_MAX_PASSES; pass++) {
+        before = json_array_size(full);
+        next_due = delivery_start_pass(q, full, &unstarted, &exhausted);
+        if (json_array_size(full) == before)
+            break;
+    }
+    json_decref(full);
     /* Written only now: a write transaction must not start while the
      * SELECT above still holds its read snapshot. */
     delivery_record_unstarted(q, unstarted);

@@ -603,6 +603,49 @@ static void test_resume_after_restart(void **state)
     free(url);
 }
 
+/* One slow webhook with more due notifications than the notifier reads
+ * at once must not hold up another app's: the second app's POST arrives
+ * while the first is still working through its backlog. */
+static void test_backlog_does_not_starve_others(void **state)
+{
+    struct fixture f;
+    struct receiver *slow = receiver_start(), *fast = receiver_start();
+    char *slow_url = receiver_url(slow, "/slowpost");
+    char *fast_url = receiver_url(fast, "/hook");
+    char *sql = xasprintf(
+        "INSERT INTO apps VALUES (1, 'key1', 'secret1', 'slow', '%s',"
+        " 'verified', NULL, 0);"
+        "INSERT INTO apps VALUES (2, 'key2', 'secret2', 'fast', '%s',"
+        " 'verified', NULL, 0);"
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k"
+        "                        WHERE i < 600)"
+        " INSERT INTO notifications(app_id, body, signature, state,"
+        " attempts, next_attempt_at, created_at)"
+        " SELECT 1, 'slow ' || i, 'sig', 'pending', 0, 0,"
+        " strftime('%%s', 'now') * 1000 FROM k;"
+        "INSERT INTO notifications(app_id, body, signature, state,"
+        " attempts, next_attempt_at, created_at)"
+        " VALUES (2, 'fast', 'sig', 'pending', 0, 1,"
+        " strftime('%%s', 'now') * 1000);",
+        slow_url, fast_url);
+
+    (void)state;
+    fixture_open(&f);
+    f.cfg.inflight_per_webhook = 1;
+    assert_int_equal(db_exec(f.db, sql), 0);
+    fixture_run(&f);
+    wait_requests(fast, 1);
+    assert_string_equal(fast->req[0].body, "fast");
+    /* The slow webhook answers one POST per 400 ms, one at a time. */
+    assert_true(receiver_count(slow) < 100);
+    fixture_stop(&f);
+    receiver_stop(slow);
+    receiver_stop(fast);
+    free(sql);
+    free(slow_url);
+    free(fast_url);
+}
+
 /* An account waiting in a backing-off notification absorbs a new
  * change: no second notification, and the retry covers it. */
 static void test_coalesce_absorbs(void **state)
@@ -755,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_next_attempt_cap),
         cmocka_unit_test(test_default_schedule_spans_ten_minutes),
         cmocka_unit_test(test_uri_private),
+        cmocka_unit_test(test_backlog_does_not_starve_others),
         cmocka_unit_test(test_coalesce_absorbs),
         cmocka_unit_test(test_change_in_flight_goes_pending),
         cmocka_unit_test(test_enable_folds_everything),
