@@ -43,6 +43,8 @@ struct cloud_opts {
     struct notifier_config notify;
     int64_t journal_max_age_s;  /* 0: keep the journal forever */
     int64_t longpoll_min_s;     /* smallest longpoll timeout accepted */
+    int64_t relocate_max;       /* entries one move or copy may carry */
+    int64_t session_max_bytes;  /* largest upload session */
     struct oauth_config oauth;
     int64_t rate_limit;         /* calls per second per account; 0: off */
     int64_t write_rate_limit;   /* write calls per second per account */
@@ -57,7 +59,12 @@ enum {
 };
 
 /* Long options without a short letter (files API tuning). */
-enum { OPT_JOURNAL_MAX_AGE = 1000, OPT_LONGPOLL_MIN };
+enum {
+    OPT_JOURNAL_MAX_AGE = 1000,
+    OPT_LONGPOLL_MIN,
+    OPT_MAX_RELOCATE,
+    OPT_MAX_SESSION_BYTES,
+};
 
 struct cloud {
     struct store *store;
@@ -99,6 +106,10 @@ static void cloud_usage(FILE *out)
             "0)\n"
             "  --longpoll-min-timeout-s N  smallest longpoll timeout "
             "(30)\n"
+            "  --max-relocate-entries N entries one move or copy may carry "
+            "(10000)\n"
+            "  --max-session-bytes N    largest upload session "
+            "(4294967296)\n"
             "  --oauth-auto-approve     approve OAuth requests without "
             "the page\n"
             "  --token-lifetime-s N     OAuth access token lifetime "
@@ -137,20 +148,28 @@ static int parse_listen(const char *text, struct cloud_opts *o)
     return 0;
 }
 
-static int parse_ms(const char *name, const char *text, int64_t *out)
+/* A whole number from 0 to max, for the option called name. */
+static int parse_number(const char *name, const char *text, long long max,
+                        int64_t *out)
 {
     char *end;
     long long v;
 
     errno = 0;
     v = strtoll(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || errno != 0 || v < 0) {
-        fprintf(stderr, "dbxhook cloud: %s needs a number of ms, got '%s'\n",
-                name, text);
+    if (*text == '\0' || *end != '\0' || errno != 0 || v < 0 || v > max) {
+        fprintf(stderr, "dbxhook cloud: %s needs a whole number from 0 to "
+                        "%lld, got '%s'\n", name, max, text);
         return -1;
     }
     *out = v;
     return 0;
+}
+
+/* Durations (ms or s) and sizes. */
+static int parse_ms(const char *name, const char *text, int64_t *out)
+{
+    return parse_number(name, text, INT64_MAX, out);
 }
 
 static const struct option cloud_long_opts[] = {
@@ -171,6 +190,8 @@ static const struct option cloud_long_opts[] = {
     {"refuse-private-uris", no_argument, NULL, 'P'},
     {"journal-max-age-s", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
     {"longpoll-min-timeout-s", required_argument, NULL, OPT_LONGPOLL_MIN},
+    {"max-relocate-entries", required_argument, NULL, OPT_MAX_RELOCATE},
+    {"max-session-bytes", required_argument, NULL, OPT_MAX_SESSION_BYTES},
     {"oauth-auto-approve", no_argument, NULL, OPT_OAUTH_AUTO},
     {"token-lifetime-s", required_argument, NULL, OPT_TOKEN_LIFETIME},
     {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
@@ -179,22 +200,10 @@ static const struct option cloud_long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* A non-negative count (seconds, calls per second). */
+/* Counts that must fit an int (seconds, calls per second). */
 static int parse_count(const char *name, const char *text, int64_t *out)
 {
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || errno != 0 || v < 0 ||
-        v > INT32_MAX) {
-        fprintf(stderr, "dbxhook cloud: %s needs a number, got '%s'\n",
-                name, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return parse_number(name, text, INT32_MAX, out);
 }
 
 /* The options of OAuth and the rate limits. */
@@ -257,6 +266,12 @@ static int cloud_opt(int ch, struct cloud_opts *o)
     case OPT_LONGPOLL_MIN:
         return parse_ms("--longpoll-min-timeout-s", optarg,
                         &o->longpoll_min_s);
+    case OPT_MAX_RELOCATE:
+        return parse_count("--max-relocate-entries", optarg,
+                           &o->relocate_max);
+    case OPT_MAX_SESSION_BYTES:
+        return parse_ms("--max-session-bytes", optarg,
+                        &o->session_max_bytes);
     case 'l':
         if (parse_listen(optarg, o) == 0)
             return 0;
@@ -277,6 +292,8 @@ static int cloud_parse(int argc, char **argv, struct cloud_opts *o)
     snprintf(o->addr, sizeof o->addr, "127.0.0.1");
     o->port = 8443;
     o->longpoll_min_s = 30;
+    o->relocate_max = STORE_RELOCATE_MAX;
+    o->session_max_bytes = STORE_SESSION_MAX_BYTES;
     o->notify = (struct notifier_config){
         .verify_timeout_ms = 10000, .deliver_timeout_ms = 10000,
         .batch_ms = 10, .retry_base_ms = 1000, .retry_window_ms = 600000,
@@ -421,6 +438,8 @@ static int cloud_run(struct cloud_opts *o)
                         (unsigned)o->write_rate_limit);
     c.store->journal_max_age_s = o->journal_max_age_s;
     c.store->longpoll_min_s = o->longpoll_min_s;
+    c.store->relocate_max = o->relocate_max;
+    c.store->session_max_bytes = o->session_max_bytes;
     o->notify.db_path = c.store->db_path;
     c.notifier = notifier_start(&o->notify);
     if (c.notifier == NULL)

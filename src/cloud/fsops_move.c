@@ -23,10 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Most entries one move or copy may touch (the real service answers
- * too_many_files beyond its own limit). */
-#define FSOP_RELOCATE_MAX 10000
-
 /* The error for an existing live entry in the way. */
 static enum fsop_error conflict_of(const struct entry *e)
 {
@@ -146,7 +142,7 @@ static int subtree_read(struct store *s, int64_t account, const char *lower,
     *rows = xmalloc(cap * sizeof **rows);
     sqlite3_bind_int64(st, 1, account);
     db_bind_text(st, 2, lower);
-    sqlite3_bind_int(st, 3, FSOP_RELOCATE_MAX + 1);
+    sqlite3_bind_int64(st, 3, s->relocate_max + 1);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             cap *= 2;
@@ -257,7 +253,7 @@ static enum fsop_error relocate_check(struct store *s,
         return FSOP_INTERNAL;
     if (*n == 0 || strcmp((*rows)[0].path_lower, r->from_lower) != 0)
         return FSOP_NOT_FOUND;
-    if (*n > FSOP_RELOCATE_MAX)
+    if ((int64_t)*n > s->relocate_max)
         return FSOP_TOO_MANY;
     if (strcmp(r->to_lower, r->from_lower) != 0 &&
         pathx_is_under(r->to_lower, r->from_lower))

@@ -103,6 +103,8 @@ struct store *store_open(const char *dir)
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->changed, NULL);
     s->longpoll_min_s = 30;
+    s->relocate_max = STORE_RELOCATE_MAX;
+    s->session_max_bytes = STORE_SESSION_MAX_BYTES;
     s->dir = xstrdup(dir);
     s->db_path = xasprintf("%s/cloud.db", dir);
     s->blob_dir = xasprintf("%s/blobs", dir);

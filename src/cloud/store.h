@@ -19,6 +19,10 @@
 #ifndef DBX_CLOUD_STORE_H
 #define DBX_CLOUD_STORE_H
 
+/* Defaults of the real service's limits, which tests may lower. */
+#define STORE_RELOCATE_MAX 10000 /* entries a move or copy may carry */
+#define STORE_SESSION_MAX_BYTES (4ll * 1024 * 1024 * 1024) /* 4 GiB */
+
 #include "cloud/cursor.h"
 
 #include <jansson.h>
@@ -41,6 +45,8 @@ struct store {
     int64_t journal_max_age_s; /* compact older journal rows; 0: never */
     int64_t compacted_at;      /* last compaction (monotonic ms) */
     int64_t longpoll_min_s;    /* smallest longpoll timeout accepted */
+    int64_t relocate_max;      /* entries one move or copy may carry */
+    int64_t session_max_bytes; /* largest upload session */
     bool stopping;             /* set once: waiters return at once */
 };
 

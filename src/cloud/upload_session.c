@@ -25,8 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Largest file a session may build. */
-#define SESSION_SIZE_MAX (4ull * 1024 * 1024 * 1024)
 #define SESSION_ID_CHARS 32
 /* Read size when hashing a finished session. */
 #define SESSION_READ_CHUNK (4u * 1024 * 1024)
@@ -101,7 +99,7 @@ static enum session_err session_reserve(struct store *s, int64_t account,
     sqlite3_finalize(st);
     if (err == SESSION_OK && offset != *size)
         err = SESSION_OFFSET;
-    if (err == SESSION_OK && *size + len > SESSION_SIZE_MAX)
+    if (err == SESSION_OK && *size + len > (uint64_t)s->session_max_bytes)
         err = SESSION_TOO_LARGE;
     if (err != SESSION_OK)
         return err;

@@ -462,3 +462,30 @@ def test_malformed_paths_hash_mismatch_closed_session(dbx, dropbox):
     m = dbx.files_upload_session_finish(
         b"", files.UploadSessionCursor(sid, 2), files.CommitInfo("/ab"))
     assert m.size == 2
+
+
+def test_relocation_and_session_limits(cloud_factory):
+    """The real service's limits (10,000 entries a move or copy, 4 GiB a
+    session) are options, so that their errors can be reached here."""
+    cloud = cloud_factory("--max-relocate-entries", "3",
+                          "--max-session-bytes", "10")
+    dropbox = sdk_module(cloud)
+    dbx = cloud.sdk(cloud.new_linked_account()[2])
+    for name in ("a", "b"):
+        dbx.files_upload(b"x", f"/small/{name}.md")
+    for name in ("a", "b", "c"):
+        dbx.files_upload(b"x", f"/big/{name}.md")
+
+    # /small and its two files: 3 entries, allowed; /big: 4, refused.
+    dbx.files_copy_v2("/small", "/small-copy")
+    for call in (dbx.files_move_v2, dbx.files_copy_v2):
+        with pytest.raises(dropbox.exceptions.ApiError) as e:
+            call("/big", "/elsewhere")
+        assert e.value.error.is_too_many_files()
+    assert dbx.files_get_metadata("/big/c.md").name == "c.md"
+
+    start = dbx.files_upload_session_start(b"0123456789")
+    cursor = dropbox.files.UploadSessionCursor(start.session_id, 10)
+    with pytest.raises(dropbox.exceptions.ApiError) as e:
+        dbx.files_upload_session_append_v2(b"x", cursor)
+    assert e.value.error.is_too_large()
