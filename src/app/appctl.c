@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Access tokens are a few hundred bytes; refuse anything absurd. */
 #define APPCTL_TOKEN_MAX 8192
@@ -168,6 +169,7 @@ static int appctl_run(const char *data, int argc, char **argv)
     const char *cmd = argv[0];
     const char *account = NULL;
     struct state *st;
+    char *db;
     int rc;
 
     if (strcmp(cmd, "token-set") == 0 || strcmp(cmd, "mark") == 0 ||
@@ -186,6 +188,18 @@ static int appctl_run(const char *data, int argc, char **argv)
         return 2;
     }
 
+    /* Opening would create an empty store: a mistyped --data must not
+     * look like an app with no accounts.  Only token-set may create it
+     * (seeding a store for workers that run without a receiver). */
+    db = xasprintf("%s/app.db", data);
+    if (strcmp(cmd, "token-set") != 0 && access(db, F_OK) != 0) {
+        fprintf(stderr, "dbxhook appctl: no app state in %s (start "
+                        "'dbxhook app --data %s' first, or check --data)\n",
+                data, data);
+        free(db);
+        return 1;
+    }
+    free(db);
     st = state_open_sqlite(data);
     if (st == NULL) {
         fprintf(stderr, "dbxhook appctl: cannot open the state in %s\n", data);

@@ -257,9 +257,11 @@ def test_unknown_account_is_recorded(bin_path, cloud, tmp_path):
     account = cloud.new_account()["account_id"]
     data = str(tmp_path / "appdata")
     state = AppState(bin_path, data)
-    state.mark(account)
     worker = Worker(bin_path, str(tmp_path), data, cloud)
     try:
+        wait_for(lambda: os.path.exists(os.path.join(data, "app.db")),
+                 CONVERT_TIMEOUT_S, "the worker to create the store")
+        state.mark(account)
         def recorded():
             a = state.account(account)
             return a if a and a.get("failure") and not a["pending"] else None
@@ -341,3 +343,21 @@ def test_rejected_token_keeps_the_account_pending(bin_path, cloud, tmp_path):
         assert "not-a-real-token" not in worker.output()
     finally:
         assert worker.stop() == 0
+
+
+def test_appctl_refuses_a_missing_store(bin_path, tmp_path):
+    """A mistyped --data must not read as an empty app: only token-set,
+    which seeds a store, may create one."""
+    missing = str(tmp_path / "no" / "such")
+    for args in (["status"], ["mark", "--account", "dbid:AAx"],
+                 ["cursor", "--account", "dbid:AAx"]):
+        r = subprocess.run([bin_path, "appctl", "--data", missing] + args,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, args
+        assert "no app state in" in r.stderr
+    assert not os.path.exists(missing)
+    r = subprocess.run([bin_path, "appctl", "--data", missing, "token-set",
+                        "--account", "dbid:AAx"], input="tok",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(os.path.join(missing, "app.db"))
