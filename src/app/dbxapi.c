@@ -312,12 +312,28 @@ static enum dbxapi_status protocol_error(struct dbxapi_error *err,
     return DBXAPI_PROTOCOL;
 }
 
-/* An argument jansson refused (a path that is not UTF-8): nothing sent. */
-static enum dbxapi_status bad_argument(struct dbxapi_error *err)
+/* A call refused before anything was sent: no HTTP status, no retry. */
+static enum dbxapi_status local_error(struct dbxapi_error *err,
+                                      const char *what)
 {
     err->http_status = 0;
     err->retry_after_s = -1;
-    return protocol_error(err, "argument is not valid UTF-8");
+    return protocol_error(err, what);
+}
+
+/* An argument jansson refused (a path that is not UTF-8): nothing sent. */
+static enum dbxapi_status bad_argument(struct dbxapi_error *err)
+{
+    return local_error(err, "argument is not valid UTF-8");
+}
+
+/* Logs a call that did not succeed, at debug level. */
+static void call_log(const char *endpoint, enum dbxapi_status st,
+                     const struct dbxapi_error *err)
+{
+    if (st != DBXAPI_OK)
+        LOG_D("dbxapi call endpoint=%s status=%ld result=%s", endpoint,
+              err->http_status, dbxapi_status_name(st));
 }
 
 /* The argument of a content call as an HTTP header: ASCII only, with
@@ -417,9 +433,7 @@ static enum dbxapi_status rpc_call(struct dbxapi *api, const char *endpoint,
             st = protocol_error(err, "answer is not a JSON object");
         }
     }
-    if (st != DBXAPI_OK)
-        LOG_D("dbxapi call endpoint=%s status=%ld result=%s", endpoint,
-              err->http_status, dbxapi_status_name(st));
+    call_log(endpoint, st, err);
     hcli_response_free(&resp);
     free(body);
     free(url);
@@ -428,16 +442,36 @@ static enum dbxapi_status rpc_call(struct dbxapi *api, const char *endpoint,
 
 /* ---- the calls -------------------------------------------------------- */
 
-static enum dbxapi_status page_call(struct dbxapi *api, const char *endpoint,
-                                    json_t *arg, struct dbxapi_page *page,
+/* Reads an answer into the caller's struct; -1 when it is malformed. */
+typedef int (*answer_parse_fn)(const json_t *root, void *out);
+
+static int page_answer(const json_t *root, void *out)
+{
+    return page_parse(root, out);
+}
+
+static int entry_answer(const json_t *root, void *out)
+{
+    return entry_parse(root, out);
+}
+
+/* rpc_call, then parse (when not NULL) reads the answer into out; a
+ * malformed answer is DBXAPI_PROTOCOL with the summary malformed.  Takes
+ * arg; err may be NULL. */
+static enum dbxapi_status rpc_parse(struct dbxapi *api, const char *endpoint,
+                                    json_t *arg, answer_parse_fn parse,
+                                    void *out, const char *malformed,
                                     struct dbxapi_error *err)
 {
+    struct dbxapi_error scratch;
     json_t *root = NULL;
-    enum dbxapi_status st = rpc_call(api, endpoint, arg, &root, err);
+    enum dbxapi_status st;
 
-    memset(page, 0, sizeof *page);
-    if (st == DBXAPI_OK && page_parse(root, page) < 0)
-        st = protocol_error(err, "malformed list_folder page");
+    if (err == NULL)
+        err = &scratch;
+    st = rpc_call(api, endpoint, arg, &root, err);
+    if (st == DBXAPI_OK && parse != NULL && parse(root, out) < 0)
+        st = protocol_error(err, malformed);
     json_decref(root);
     json_decref(arg);
     return st;
@@ -447,44 +481,33 @@ enum dbxapi_status dbxapi_list_folder(struct dbxapi *api,
                                       struct dbxapi_page *page,
                                       struct dbxapi_error *err)
 {
-    struct dbxapi_error scratch;
     json_t *arg =
         json_pack("{s:s, s:b, s:b, s:I}", "path", "", "recursive", 1,
                   "include_deleted", 0, "limit", (json_int_t)api->list_limit);
 
-    return page_call(api, "/2/files/list_folder", arg, page,
-                     err != NULL ? err : &scratch);
+    memset(page, 0, sizeof *page);
+    return rpc_parse(api, "/2/files/list_folder", arg, page_answer, page,
+                     "malformed list_folder page", err);
 }
 
 enum dbxapi_status dbxapi_list_continue(struct dbxapi *api, const char *cursor,
                                         struct dbxapi_page *page,
                                         struct dbxapi_error *err)
 {
-    struct dbxapi_error scratch;
-    json_t *arg = json_pack("{s:s}", "cursor", cursor);
-
-    return page_call(api, "/2/files/list_folder/continue", arg, page,
-                     err != NULL ? err : &scratch);
+    memset(page, 0, sizeof *page);
+    return rpc_parse(api, "/2/files/list_folder/continue",
+                     json_pack("{s:s}", "cursor", cursor), page_answer, page,
+                     "malformed list_folder page", err);
 }
 
 enum dbxapi_status dbxapi_get_metadata(struct dbxapi *api, const char *path,
                                        struct dbxapi_entry *meta,
                                        struct dbxapi_error *err)
 {
-    struct dbxapi_error scratch;
-    json_t *arg = json_pack("{s:s}", "path", path);
-    json_t *root = NULL;
-    enum dbxapi_status st;
-
-    if (err == NULL)
-        err = &scratch;
     memset(meta, 0, sizeof *meta);
-    st = rpc_call(api, "/2/files/get_metadata", arg, &root, err);
-    if (st == DBXAPI_OK && entry_parse(root, meta) < 0)
-        st = protocol_error(err, "malformed metadata");
-    json_decref(root);
-    json_decref(arg);
-    return st;
+    return rpc_parse(api, "/2/files/get_metadata",
+                     json_pack("{s:s}", "path", path), entry_answer, meta,
+                     "malformed metadata", err);
 }
 
 /* Parses the metadata a content call answers with (the Dropbox-API-Result
@@ -527,9 +550,7 @@ static enum dbxapi_status content_call(struct dbxapi *api, const char *endpoint,
     url = xasprintf("%s%s", api->content_url, endpoint);
     st = api_perform(api, api->content, url, extra, body, body_len,
                      DBXAPI_CONTENT_TIMEOUT_MS, resp, err);
-    if (st != DBXAPI_OK)
-        LOG_D("dbxapi call endpoint=%s status=%ld result=%s", endpoint,
-              err->http_status, dbxapi_status_name(st));
+    call_log(endpoint, st, err);
     free(arg_header);
     free(url);
     json_decref(arg);
@@ -584,11 +605,8 @@ enum dbxapi_status dbxapi_upload(struct dbxapi *api, const char *path,
         err = &scratch;
     if (meta != NULL)
         memset(meta, 0, sizeof *meta);
-    if (len > DBXAPI_MAX_UPLOAD) {
-        err->http_status = 0;
-        err->retry_after_s = -1;
-        return protocol_error(err, "file too large for one upload");
-    }
+    if (len > DBXAPI_MAX_UPLOAD)
+        return local_error(err, "file too large for one upload");
 
     arg = json_pack("{s:s, s:s, s:b, s:b}", "path", path, "mode", "overwrite",
                     "autorename", 0, "mute", 1);
@@ -604,17 +622,8 @@ enum dbxapi_status dbxapi_upload(struct dbxapi *api, const char *path,
 enum dbxapi_status dbxapi_delete(struct dbxapi *api, const char *path,
                                  struct dbxapi_error *err)
 {
-    struct dbxapi_error scratch;
-    json_t *arg = json_pack("{s:s}", "path", path);
-    json_t *root = NULL;
-    enum dbxapi_status st;
-
-    if (err == NULL)
-        err = &scratch;
-    st = rpc_call(api, "/2/files/delete_v2", arg, &root, err);
-    json_decref(root);
-    json_decref(arg);
-    return st;
+    return rpc_parse(api, "/2/files/delete_v2",
+                     json_pack("{s:s}", "path", path), NULL, NULL, NULL, err);
 }
 
 /* ---- OAuth tokens ----------------------------------------------------- */
