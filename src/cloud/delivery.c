@@ -694,29 +694,36 @@ size_t delivery_take_alerts(struct delivery_queue *q,
     return n;
 }
 
+/* a: an IPv4 address in host order. */
+static bool delivery_v4_is_private(uint32_t a)
+{
+    return (a >> 24) == 127 || (a >> 24) == 10 ||
+           (a >> 20) == (172u << 4 | 1) ||  /* 172.16/12 */
+           (a >> 16) == (192u << 8 | 168) || /* 192.168/16 */
+           (a >> 16) == (169u << 8 | 254) || /* 169.254/16 */
+           a == 0;
+}
+
 bool delivery_addr_is_private(const struct sockaddr *addr)
 {
     if (addr->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        uint32_t a = ntohl(in->sin_addr.s_addr);
 
-        return (a >> 24) == 127 || (a >> 24) == 10 ||
-               (a >> 20) == (172u << 4 | 1) ||  /* 172.16/12 */
-               (a >> 16) == (192u << 8 | 168) || /* 192.168/16 */
-               (a >> 16) == (169u << 8 | 254) || /* 169.254/16 */
-               a == 0;
+        return delivery_v4_is_private(ntohl(in->sin_addr.s_addr));
     }
     if (addr->sa_family == AF_INET6) {
         const struct in6_addr *a6 =
             &((const struct sockaddr_in6 *)addr)->sin6_addr;
         const uint8_t *b = a6->s6_addr;
 
-        if (IN6_IS_ADDR_V4MAPPED(a6)) {
-            struct sockaddr_in v4 = {.sin_family = AF_INET};
-
-            memcpy(&v4.sin_addr, b + 12, 4);
-            return delivery_addr_is_private((struct sockaddr *)&v4);
-        }
+        /* ::ffff:a.b.c.d is the IPv4 address in its last four bytes.
+         * Read as bytes: a local sockaddr_in seen through a sockaddr
+         * pointer is an aliasing violation the optimizer may exploit
+         * (it did: ::ffff:10.0.0.1 passed as public at -O2). */
+        if (IN6_IS_ADDR_V4MAPPED(a6))
+            return delivery_v4_is_private((uint32_t)b[12] << 24 |
+                                          (uint32_t)b[13] << 16 |
+                                          (uint32_t)b[14] << 8 | b[15]);
         return IN6_IS_ADDR_LOOPBACK(a6) || IN6_IS_ADDR_UNSPECIFIED(a6) ||
                (b[0] & 0xfe) == 0xfc ||                  /* fc00::/7 */
                (b[0] == 0xfe && (b[1] & 0xc0) == 0x80); /* fe80::/10 */
