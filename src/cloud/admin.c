@@ -195,26 +195,6 @@ static int64_t admin_rowid(struct store *s, const char *sql,
     return id;
 }
 
-/* Creates or updates the link (lock held); returns its id or 0. */
-static int64_t admin_link_put(struct store *s, int64_t app,
-                              int64_t account, const char *scopes)
-{
-    sqlite3_stmt *st = db_prepare(
-        s->db, "INSERT INTO links (app_id, account_id, scopes, created_at)"
-               " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(app_id, account_id)"
-               " DO UPDATE SET scopes = ?3 RETURNING id");
-    int64_t id = 0;
-
-    sqlite3_bind_int64(st, 1, app);
-    sqlite3_bind_int64(st, 2, account);
-    db_bind_text(st, 3, scopes);
-    sqlite3_bind_int64(st, 4, time_now_s());
-    if (sqlite3_step(st) == SQLITE_ROW)
-        id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return id;
-}
-
 static void admin_link_create(struct store *s, json_t *body,
                               struct hsrv_response *resp)
 {
@@ -240,7 +220,7 @@ static void admin_link_create(struct store *s, json_t *body,
     account_row = admin_rowid(
         s, "SELECT id FROM accounts WHERE account_id = ?1", account);
     if (app_id != 0 && account_row != 0)
-        link = admin_link_put(s, app_id, account_row, scopes);
+        link = store_link_put(s, app_id, account_row, scopes);
     if (link != 0)
         token = auth_token_create(s, link);
     store_unlock(s);
@@ -319,18 +299,6 @@ static void admin_webhook_set(struct store *s, json_t *body,
     admin_reply(resp, 200, o);
 }
 
-static json_t *column_json(sqlite3_stmt *st, int col)
-{
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(st, col));
-    default:
-        return json_string((const char *)sqlite3_column_text(st, col));
-    }
-}
-
 /* {"<list>": [{names[i]: column i, ...}, ...]} from a query. */
 static void admin_list(struct store *s, const char *list, const char *sql,
                        const char *const *names, int ncols,
@@ -345,7 +313,7 @@ static void admin_list(struct store *s, const char *list, const char *sql,
         json_t *row = json_object();
 
         for (int i = 0; i < ncols; i++)
-            json_object_set_new(row, names[i], column_json(st, i));
+            json_object_set_new(row, names[i], store_column_json(st, i));
         json_array_append_new(rows, row);
     }
     sqlite3_finalize(st);

@@ -88,18 +88,6 @@ static int64_t admin_wh_int(json_t *body, const char *name, int64_t def)
     return *end == '\0' && n >= 0 ? n : -1;
 }
 
-static json_t *admin_wh_column(sqlite3_stmt *st, int col)
-{
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(st, col));
-    default:
-        return json_string((const char *)sqlite3_column_text(st, col));
-    }
-}
-
 /* "a b c" (or NULL) as ["a", "b", "c"]. */
 static json_t *admin_wh_split(const char *text)
 {
@@ -128,7 +116,7 @@ static json_t *admin_wh_rows(sqlite3_stmt *st, const char *const *names,
         json_t *row = json_object();
 
         for (int i = 0; i < ncols; i++) {
-            json_t *v = admin_wh_column(st, i);
+            json_t *v = store_column_json(st, i);
 
             if (strcmp(names[i], "accounts") == 0) {
                 json_t *list = admin_wh_split(json_string_value(v));
@@ -141,6 +129,53 @@ static json_t *admin_wh_rows(sqlite3_stmt *st, const char *const *names,
         json_array_append_new(rows, row);
     }
     return rows;
+}
+
+/* Prepares sql, binds args to ?1..?nargs and returns its rows as
+ * admin_wh_rows does (lock held). */
+static json_t *admin_wh_query(struct store *s, const char *sql,
+                              const int64_t *args, int nargs,
+                              const char *const *names, int ncols)
+{
+    sqlite3_stmt *st = db_prepare(s->db, sql);
+    json_t *rows;
+
+    for (int i = 0; i < nargs; i++)
+        sqlite3_bind_int64(st, i + 1, args[i]);
+    rows = admin_wh_rows(st, names, ncols);
+    sqlite3_finalize(st);
+    return rows;
+}
+
+/* A console list: the reply's member, its query and column names. */
+struct admin_wh_list {
+    const char *key;
+    const char *sql;
+    const char *const *names;
+    int ncols;
+};
+
+/* Runs l's query under the lock and replies 200 {key: [rows]}. */
+static void admin_wh_list_reply(struct store *s,
+                                const struct admin_wh_list *l,
+                                const int64_t *args, int nargs,
+                                struct hsrv_response *resp)
+{
+    json_t *rows;
+
+    store_lock(s);
+    rows = admin_wh_query(s, l->sql, args, nargs, l->names, l->ncols);
+    store_unlock(s);
+    admin_wh_reply(resp, 200, json_pack("{s:o}", l->key, rows));
+}
+
+/* The limit member, ADMIN_WH_LIST_MAX when out of range. */
+static int64_t admin_wh_limit(json_t *body, int64_t def)
+{
+    int64_t limit = admin_wh_int(body, "limit", def);
+
+    return limit < 0 || limit > ADMIN_WH_LIST_MAX ? ADMIN_WH_LIST_MAX
+                                                  : limit;
 }
 
 /* ---- enable and disable ---------------------------------------------- */
@@ -232,27 +267,21 @@ static void admin_wh_deliveries(struct store *s, json_t *body,
         "notification_id", "state", "attempts", "created_at",
         "next_attempt_at", "delivered_at", "accounts"};
     int64_t app = admin_wh_app(s, body, NULL, resp);
-    int64_t limit = admin_wh_int(body, "limit", ADMIN_WH_LIST_DEFAULT);
+    int64_t args[2] = {app, admin_wh_limit(body, ADMIN_WH_LIST_DEFAULT)};
     sqlite3_stmt *st;
     json_t *o;
 
     if (app == 0)
         return;
-    if (limit < 0 || limit > ADMIN_WH_LIST_MAX)
-        limit = ADMIN_WH_LIST_MAX;
     store_lock(s);
-    st = db_prepare(s->db,
+    o = json_pack("{s:o}", "deliveries", admin_wh_query(s,
         "SELECT n.id, n.state, n.attempts, n.created_at,"
         " n.next_attempt_at, n.delivered_at,"
         " (SELECT group_concat(a.account_id, ' ') FROM"
         "  notification_accounts na JOIN accounts a"
         "  ON a.id = na.account_id WHERE na.notification_id = n.id)"
         " FROM notifications n WHERE n.app_id = ?1"
-        " ORDER BY n.id DESC LIMIT ?2");
-    sqlite3_bind_int64(st, 1, app);
-    sqlite3_bind_int64(st, 2, limit);
-    o = json_pack("{s:o}", "deliveries", admin_wh_rows(st, names, 7));
-    sqlite3_finalize(st);
+        " ORDER BY n.id DESC LIMIT ?2", args, 2, names, 7));
     st = db_prepare(s->db, "SELECT count(*) FROM webhook_pending"
                            " WHERE app_id = ?1");
     sqlite3_bind_int64(st, 1, app);
@@ -270,10 +299,17 @@ static void admin_wh_attempts(struct store *s, json_t *body,
     static const char *const names[] = {
         "attempt_id", "notification_id", "started_at", "status",
         "duration_ms", "error", "uri"};
+    static const struct admin_wh_list list = {
+        "attempts",
+        "SELECT t.id, t.notification_id, t.started_at, t.status,"
+        " t.duration_ms, t.error, t.uri FROM attempts t"
+        " JOIN notifications n ON n.id = t.notification_id"
+        " WHERE (?1 = 0 OR t.notification_id = ?1)"
+        " AND (?2 = 0 OR n.app_id = ?2)"
+        " ORDER BY t.id DESC LIMIT ?3",
+        names, 7};
     int64_t nid = admin_wh_int(body, "notification_id", 0), app = 0;
-    int64_t limit = admin_wh_int(body, "limit", ADMIN_WH_LIST_MAX);
-    sqlite3_stmt *st;
-    json_t *rows;
+    int64_t args[3];
 
     if (nid < 0) {
         admin_wh_error(resp, 400, "notification_id must be a number");
@@ -281,23 +317,10 @@ static void admin_wh_attempts(struct store *s, json_t *body,
     }
     if (nid == 0 && (app = admin_wh_app(s, body, NULL, resp)) == 0)
         return;
-    if (limit < 0 || limit > ADMIN_WH_LIST_MAX)
-        limit = ADMIN_WH_LIST_MAX;
-    store_lock(s);
-    st = db_prepare(s->db,
-        "SELECT t.id, t.notification_id, t.started_at, t.status,"
-        " t.duration_ms, t.error, t.uri FROM attempts t"
-        " JOIN notifications n ON n.id = t.notification_id"
-        " WHERE (?1 = 0 OR t.notification_id = ?1)"
-        " AND (?2 = 0 OR n.app_id = ?2)"
-        " ORDER BY t.id DESC LIMIT ?3");
-    sqlite3_bind_int64(st, 1, nid);
-    sqlite3_bind_int64(st, 2, app);
-    sqlite3_bind_int64(st, 3, limit);
-    rows = admin_wh_rows(st, names, 7);
-    sqlite3_finalize(st);
-    store_unlock(s);
-    admin_wh_reply(resp, 200, json_pack("{s:o}", "attempts", rows));
+    args[0] = nid;
+    args[1] = app;
+    args[2] = admin_wh_limit(body, ADMIN_WH_LIST_MAX);
+    admin_wh_list_reply(s, &list, args, 3, resp);
 }
 
 static void admin_wh_alerts(struct store *s, json_t *body,
@@ -306,25 +329,19 @@ static void admin_wh_alerts(struct store *s, json_t *body,
     static const char *const names[] = {
         "alert_id", "app_key", "created_at", "kind", "reason", "failures",
         "attempts", "uri"};
-    int64_t app = 0;
-    sqlite3_stmt *st;
-    json_t *rows;
-
-    if (json_object_get(body, "app_key") != NULL &&
-        (app = admin_wh_app(s, body, NULL, resp)) == 0)
-        return;
-    store_lock(s);
-    st = db_prepare(s->db,
+    static const struct admin_wh_list list = {
+        "alerts",
         "SELECT l.id, a.app_key, l.created_at, l.kind, l.reason,"
         " l.failures, l.attempts, l.uri FROM alerts l"
         " JOIN apps a ON a.id = l.app_id WHERE (?1 = 0 OR l.app_id = ?1)"
-        " ORDER BY l.id DESC LIMIT ?2");
-    sqlite3_bind_int64(st, 1, app);
-    sqlite3_bind_int(st, 2, ADMIN_WH_LIST_MAX);
-    rows = admin_wh_rows(st, names, 8);
-    sqlite3_finalize(st);
-    store_unlock(s);
-    admin_wh_reply(resp, 200, json_pack("{s:o}", "alerts", rows));
+        " ORDER BY l.id DESC LIMIT ?2",
+        names, 8};
+    int64_t args[2] = {0, ADMIN_WH_LIST_MAX};
+
+    if (json_object_get(body, "app_key") != NULL &&
+        (args[0] = admin_wh_app(s, body, NULL, resp)) == 0)
+        return;
+    admin_wh_list_reply(s, &list, args, 2, resp);
 }
 
 /* ---- redeliver ------------------------------------------------------- */

@@ -22,6 +22,30 @@
 #define FILE_ID_CHARS 22
 
 /* Writes e as the row of its path (insert or replace in place). */
+/* Binds e's content hash, size and two times to ?first..?first+3. */
+static void fsop_bind_content(sqlite3_stmt *st, int first,
+                              const struct entry *e)
+{
+    db_bind_text(st, first, e->content_hash);
+    sqlite3_bind_int64(st, first + 1, e->size);
+    sqlite3_bind_int64(st, first + 2, e->client_modified);
+    sqlite3_bind_int64(st, first + 3, e->server_modified);
+}
+
+/* Runs the bound write st and finalizes it; what names the row in the
+ * log line.  Returns 0 or -1. */
+static int fsop_write(struct store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = 0;
+
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        LOG_E("%s write failed err=%s", what, sqlite3_errmsg(s->db));
+        rc = -1;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int fsop_entry_put(struct store *s, int64_t account, const struct entry *e)
 {
     sqlite3_stmt *st = db_prepare(
@@ -35,7 +59,7 @@ int fsop_entry_put(struct store *s, int64_t account, const struct entry *e)
         " content_hash = ?8, size = ?9, client_modified = ?10,"
         " server_modified = ?11");
     char *parent = pathx_parent(e->path_lower);
-    int rc = 0;
+    int rc;
 
     sqlite3_bind_int64(st, 1, account);
     db_bind_text(st, 2, e->path_lower);
@@ -44,15 +68,8 @@ int fsop_entry_put(struct store *s, int64_t account, const struct entry *e)
     db_bind_text(st, 5, e->tag);
     db_bind_text(st, 6, e->file_id);
     db_bind_text(st, 7, e->rev);
-    db_bind_text(st, 8, e->content_hash);
-    sqlite3_bind_int64(st, 9, e->size);
-    sqlite3_bind_int64(st, 10, e->client_modified);
-    sqlite3_bind_int64(st, 11, e->server_modified);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        LOG_E("entry write failed err=%s", sqlite3_errmsg(s->db));
-        rc = -1;
-    }
-    sqlite3_finalize(st);
+    fsop_bind_content(st, 8, e);
+    rc = fsop_write(s, st, "entry");
     free(parent);
     return rc;
 }
@@ -82,23 +99,14 @@ int fsop_revision_add(struct store *s, int64_t account,
                " path_display, content_hash, size, client_modified,"
                " server_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
                " ?9)");
-    int rc = 0;
 
     sqlite3_bind_int64(st, 1, account);
     db_bind_text(st, 2, e->rev);
     db_bind_text(st, 3, e->file_id);
     db_bind_text(st, 4, e->path_lower);
     db_bind_text(st, 5, e->path_display);
-    db_bind_text(st, 6, e->content_hash);
-    sqlite3_bind_int64(st, 7, e->size);
-    sqlite3_bind_int64(st, 8, e->client_modified);
-    sqlite3_bind_int64(st, 9, e->server_modified);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        LOG_E("revision write failed err=%s", sqlite3_errmsg(s->db));
-        rc = -1;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    fsop_bind_content(st, 6, e);
+    return fsop_write(s, st, "revision");
 }
 
 /* "name (n).ext" (files) or "name (n)" (folders) beside display. */

@@ -227,26 +227,6 @@ static void token_out_clear(struct token_out *o)
     free(o->refresh);
 }
 
-/* Creates or updates the link, returning its id or 0 (lock held). */
-static int64_t token_link_put(struct store *s, int64_t app, int64_t account,
-                              const char *scopes)
-{
-    sqlite3_stmt *st = db_prepare(
-        s->db, "INSERT INTO links (app_id, account_id, scopes, created_at)"
-               " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(app_id, account_id)"
-               " DO UPDATE SET scopes = ?3 RETURNING id");
-    int64_t id = 0;
-
-    sqlite3_bind_int64(st, 1, app);
-    sqlite3_bind_int64(st, 2, account);
-    db_bind_text(st, 3, scopes);
-    sqlite3_bind_int64(st, 4, time_now_s());
-    if (sqlite3_step(st) == SQLITE_ROW)
-        id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return id;
-}
-
 /* The account's "dbid:..." and uid (lock held).  Returns 0 or -1. */
 static int token_account(struct store *s, int64_t account,
                          struct token_out *o)
@@ -286,7 +266,7 @@ static int token_exchange(struct store *s, const struct oauth_config *cfg,
     db_bind_text(st, 1, c->hash);
     if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(s->db) != 1)
         goto out;
-    g.link = token_link_put(s, t->app, c->account, c->scopes);
+    g.link = store_link_put(s, t->app, c->account, c->scopes);
     if (g.link == 0 || token_account(s, c->account, o) < 0)
         goto out;
     if (strcmp(c->access_type, "offline") == 0) {

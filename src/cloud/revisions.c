@@ -22,24 +22,13 @@
 int files_revision_get(struct store *s, int64_t account, const char *rev,
                        struct entry *out)
 {
-    sqlite3_stmt *st = db_prepare(
-        s->db, "SELECT " REVISION_COLUMNS " FROM revisions"
-               " WHERE account = ?1 AND rev = ?2");
-    int step, rc = 1;
+    int rc;
 
-    memset(out, 0, sizeof *out);
     store_lock(s);
-    sqlite3_bind_int64(st, 1, account);
-    db_bind_text(st, 2, rev);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        store_entry_read(st, out);
-        rc = 0;
-    } else if (step != SQLITE_DONE) {
-        LOG_E("revision lookup failed err=%s", sqlite3_errmsg(s->db));
-        rc = -1;
-    }
-    sqlite3_finalize(st);
+    rc = store_entry_query(s, "revision",
+                           "SELECT " REVISION_COLUMNS " FROM revisions"
+                           " WHERE account = ?1 AND rev = ?2",
+                           account, rev, out);
     store_unlock(s);
     return rc;
 }

@@ -166,10 +166,39 @@ void store_entry_read(sqlite3_stmt *st, struct entry *out)
     out->server_modified = sqlite3_column_int64(st, 9);
 }
 
-/* Runs a one-row entry query whose parameters are account and key. */
-static int store_entry_query(struct store *s, const char *sql,
-                             int64_t account, const char *key,
-                             struct entry *out)
+int64_t store_link_put(struct store *s, int64_t app, int64_t account,
+                       const char *scopes)
+{
+    sqlite3_stmt *st = db_prepare(
+        s->db, "INSERT INTO links (app_id, account_id, scopes, created_at)"
+               " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(app_id, account_id)"
+               " DO UPDATE SET scopes = ?3 RETURNING id");
+    int64_t id = 0;
+
+    sqlite3_bind_int64(st, 1, app);
+    sqlite3_bind_int64(st, 2, account);
+    db_bind_text(st, 3, scopes);
+    sqlite3_bind_int64(st, 4, time_now_s());
+    if (sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return id;
+}
+
+json_t *store_column_json(sqlite3_stmt *st, int col)
+{
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_NULL:
+        return json_null();
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(st, col));
+    default:
+        return json_string((const char *)sqlite3_column_text(st, col));
+    }
+}
+
+int store_entry_query(struct store *s, const char *what, const char *sql,
+                      int64_t account, const char *key, struct entry *out)
 {
     sqlite3_stmt *st = db_prepare(s->db, sql);
     int rc, step;
@@ -184,7 +213,7 @@ static int store_entry_query(struct store *s, const char *sql,
     } else if (step == SQLITE_DONE) {
         rc = 1;
     } else {
-        LOG_E("entry lookup failed err=%s", sqlite3_errmsg(s->db));
+        LOG_E("%s lookup failed err=%s", what, sqlite3_errmsg(s->db));
         rc = -1;
     }
     sqlite3_finalize(st);
@@ -194,7 +223,7 @@ static int store_entry_query(struct store *s, const char *sql,
 int store_entry_get(struct store *s, int64_t account, const char *lower,
                     struct entry *out)
 {
-    return store_entry_query(s,
+    return store_entry_query(s, "entry",
                              "SELECT " ENTRY_COLUMNS " FROM entries"
                              " WHERE account = ?1 AND path_lower = ?2",
                              account, lower, out);
@@ -203,7 +232,7 @@ int store_entry_get(struct store *s, int64_t account, const char *lower,
 int store_entry_by_id(struct store *s, int64_t account, const char *id,
                       struct entry *out)
 {
-    return store_entry_query(s,
+    return store_entry_query(s, "entry",
                              "SELECT " ENTRY_COLUMNS " FROM entries"
                              " WHERE account = ?1 AND file_id = ?2"
                              " AND tag != 'deleted'",

@@ -80,6 +80,12 @@ int store_entry_by_id(struct store *s, int64_t account, const char *id,
                       struct entry *out);
 void store_entry_clear(struct entry *e);
 
+/* Runs sql, whose columns are ENTRY_COLUMNS (or read alike) and whose
+ * parameters are account and key, for one row (lock held).  Returns
+ * as store_entry_get; what names the table in the log line on error. */
+int store_entry_query(struct store *s, const char *what, const char *sql,
+                      int64_t account, const char *key, struct entry *out);
+
 /* Reads one entry from a statement whose columns are ENTRY_COLUMNS. */
 #define ENTRY_COLUMNS                                                       \
     "id, tag, path_lower, path_display, file_id, rev, content_hash, size, " \
@@ -88,6 +94,15 @@ void store_entry_read(sqlite3_stmt *st, struct entry *out);
 
 /* The Dropbox metadata object of e (new reference). */
 json_t *store_entry_json(const struct entry *e);
+
+/* Creates the link of app and account or updates its scopes (lock
+ * held).  Returns the link's rowid, or 0 when it was not stored. */
+int64_t store_link_put(struct store *s, int64_t app, int64_t account,
+                       const char *scopes);
+
+/* Column col of the current row as JSON: null, an integer or a string
+ * (new reference). */
+json_t *store_column_json(sqlite3_stmt *st, int col);
 
 /* The account-independent journal head: the highest seq ever given
  * (compacted rows included), 0 if none. */

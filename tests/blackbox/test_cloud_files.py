@@ -3,16 +3,15 @@ listings, longpoll, upload sessions, write modes, moves and copies,
 revisions, journal compaction and space usage, through the official SDK
 (and raw HTTP where the SDK hides what crosses the wire)."""
 import hashlib
-import http.server
 import json
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import sdk_module, wait_for
+from helpers import RecordingHook
 
 HELLO = b"# Hello\n\nSome *text*.\n"
 BLOCK = 4 << 20
@@ -374,49 +373,21 @@ def test_api_result_escapes_lowercase(cloud, token, dbx):
     assert json.loads(result)["name"] == "\u00c9t\u00e9 \U0001f600.md"
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    """A scripted webhook endpoint: echoes the challenge, records every
-    notification body."""
-    bodies = []
-
-    def do_GET(self):
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        body = q.get("challenge", [""])[0].encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        type(self).bodies.append(json.loads(self.rfile.read(n)))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_identical_upload_notifies_nobody(cloud, dropbox):
     """Uploading the bytes a file already holds (add, overwrite, update
     with its rev) creates no revision and no journal entry, and the
     webhook receiver hears nothing; a real change right after is heard."""
-    _Receiver.bodies = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with RecordingHook() as hook:
         app = cloud.new_app("silent")
         account, _, token = cloud.new_linked_account(app)
-        uri = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        uri = hook.url
         assert cloud.admin("webhooks/set", {"app_key": app["app_key"],
                                             "uri": uri})["state"] == \
             "verified"
         dbx = cloud.sdk(token)
         WriteMode = dropbox.files.WriteMode
         m1 = dbx.files_upload(HELLO, "/same.md")
-        wait_for(lambda: len(_Receiver.bodies) == 1, 10,
+        wait_for(lambda: len(hook.bodies) == 1, 10,
                  "the first notification")
         journal = cloud.admin("stats")["journal_entries"]
         for mode in (WriteMode.add, WriteMode.overwrite,
@@ -424,18 +395,15 @@ def test_identical_upload_notifies_nobody(cloud, dropbox):
             assert dbx.files_upload(HELLO, "/same.md", mode=mode).rev == \
                 m1.rev
         time.sleep(1.0)
-        assert len(_Receiver.bodies) == 1
+        assert len(hook.bodies) == 1
         assert cloud.admin("stats")["journal_entries"] == journal
         assert len(dbx.files_list_revisions("/same.md").entries) == 1
 
         dbx.files_upload(b"changed", "/same.md", mode=WriteMode.overwrite)
-        wait_for(lambda: len(_Receiver.bodies) == 2, 10,
+        wait_for(lambda: len(hook.bodies) == 2, 10,
                  "the second notification")
-        assert _Receiver.bodies[1]["list_folder"]["accounts"] == [
+        assert hook.bodies[1]["list_folder"]["accounts"] == [
             account["account_id"]]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_malformed_paths_hash_mismatch_closed_session(dbx, dropbox):

@@ -6,11 +6,9 @@ consent page, the 400s for malformed tokens.
 The "browser" is requests: it follows the authorize URL the SDK builds,
 with redirects off, and hands the redirect's query to flow.finish()."""
 import datetime
-import http.server
 import json
 import re
 import subprocess
-import threading
 import time
 import urllib.parse
 
@@ -18,6 +16,7 @@ import pytest
 import requests
 
 from conftest import sdk_module, wait_for
+from helpers import RecordingHook
 
 REDIRECT = "http://127.0.0.1:9/oauth/callback"
 
@@ -375,37 +374,10 @@ def test_missing_and_non_bearer_authorization_is_400(cloud):
     assert status == 400 and b"Bearer <oauth2-access-token>" in body
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies = []
-
-    def do_GET(self):
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        body = q.get("challenge", [""])[0].encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        type(self).bodies.append(json.loads(self.rfile.read(n)))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_only_metadata_read_accounts_are_notified(cloud):
-    _Receiver.bodies = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with RecordingHook(path="/webhook") as hook:
         app = cloud.new_app("scoped")
-        uri = f"http://127.0.0.1:{server.server_address[1]}/webhook"
+        uri = hook.url
         assert cloud.admin("webhooks/set", {"app_key": app["app_key"],
                                             "uri": uri})["state"] == \
             "verified"
@@ -416,16 +388,13 @@ def test_only_metadata_read_accounts_are_notified(cloud):
         cloud.sdk(seeing_token).files_upload(b"2", "/seeing.md")
 
         def notified():
-            return [a for b in _Receiver.bodies
+            return [a for b in hook.bodies
                     for a in b["list_folder"]["accounts"]]
         wait_for(lambda: seeing["account_id"] in notified(), 10,
                  "the notification")
         cloud.sdk(blind_token).files_upload(b"3", "/blind2.md")
         time.sleep(0.5)
         assert blind["account_id"] not in notified()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _pkce_pair():

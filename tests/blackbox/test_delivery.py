@@ -9,22 +9,25 @@ test dictates and records when it arrived.  Changes are made with raw
 """
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-import urllib.parse
+
+import pytest
 
 from conftest import wait_for
+from helpers import (ScriptedHook, app_entry, body_of, deliveries,
+                     hook_factory, make_cloud, register, restart_twice,
+                     upload)
 
 WAIT_S = 15
 QUIET_S = 1.0
 
 
-class Receiver:
+class Receiver(ScriptedHook):
     """A webhook whose answers are scripted.
 
     script: (status, delay_s) for successive POSTs; after it runs out,
@@ -37,52 +40,23 @@ class Receiver:
         self.posts = []  # (arrival monotonic s, body, headers)
         self.gets = 0
         self.lock = threading.Lock()
-        receiver = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer_get(self, request, challenge):
+        with self.lock:
+            self.gets += 1
+        return 200, challenge
 
-            def do_GET(self):
-                with receiver.lock:
-                    receiver.gets += 1
-                query = urllib.parse.urlparse(self.path).query
-                challenge = urllib.parse.parse_qs(query).get(
-                    "challenge", [""])[0]
-                self._answer(200, challenge.encode())
-
-            def do_POST(self):
-                body = self.rfile.read(
-                    int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    index = len(receiver.posts)
-                    receiver.posts.append((time.monotonic(), body,
-                                           dict(self.headers.items())))
-                    status, delay = (receiver.script[index]
-                                     if index < len(receiver.script)
-                                     else receiver.after)
-                if delay:
-                    time.sleep(delay)
-                try:
-                    self._answer(status, b"")
-                except OSError:
-                    pass  # the cloud gave up waiting
-
-            def _answer(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
+    def answer_post(self, request):
+        with self.lock:
+            index = len(self.posts)
+            self.posts.append((time.monotonic(), request["body"],
+                               dict(request["headers"])))
+            status, delay = (self.script[index]
+                             if index < len(self.script) else self.after)
+        if delay:
+            time.sleep(delay)
+        return status, {}
 
     def count(self):
         with self.lock:
@@ -95,61 +69,10 @@ class Receiver:
         with self.lock:
             return list(self.posts)
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-import pytest  # noqa: E402
-
 
 @pytest.fixture
 def receivers():
-    started = []
-
-    def make(*args, **kwargs):
-        r = Receiver(*args, **kwargs)
-        started.append(r)
-        return r
-    yield make
-    for r in started:
-        r.close()
-
-
-def make_cloud(cloud_factory, *args):
-    return cloud_factory(*args, port=0)
-
-
-def upload(cloud, token, path):
-    status, _, data = cloud.post(
-        "/2/files/upload", b"x" + path.encode(),
-        {"Authorization": f"Bearer {token}",
-         "Dropbox-API-Arg": json.dumps({"path": path, "mode": "overwrite"}),
-         "Content-Type": "application/octet-stream"})
-    assert status == 200, data
-
-
-def register(cloud, app, receiver):
-    result = cloud.admin("webhooks/set", {"app_key": app["app_key"],
-                                          "uri": receiver.url})
-    assert result["state"] == "verified", result
-
-
-def body_of(accounts):
-    return json.dumps({"list_folder": {"accounts":
-                                       [a["account_id"] for a in accounts]},
-                       "delta": {"users": [a["uid"] for a in accounts]}}
-                      ).encode()
-
-
-def deliveries(cloud, app):
-    return cloud.admin("deliveries/list",
-                       {"app_key": app["app_key"]})["deliveries"]
-
-
-def app_entry(cloud, app):
-    return next(a for a in cloud.admin("apps/list")["apps"]
-                if a["app_key"] == app["app_key"])
+    yield from hook_factory(Receiver)
 
 
 def wait_state(cloud, app, state):
@@ -378,12 +301,7 @@ def test_kill9_during_retries_loses_nothing(cloud_factory, receivers):
 
     # After the acknowledgement, restarts send nothing more.
     total = receiver.count()
-    cloud.stop(signal.SIGKILL)
-    cloud.start()
-    time.sleep(QUIET_S)
-    cloud.stop()
-    cloud.start()
-    time.sleep(QUIET_S)
+    restart_twice(cloud, QUIET_S)
     assert receiver.count() == total
 
 

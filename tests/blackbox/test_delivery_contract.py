@@ -7,7 +7,6 @@ durability across kill -9 at random moments.
 Every receiver listens on 127.0.0.1 only; every cloud on a free port.
 Times are compressed with the cloud's options.
 """
-import http.server
 import json
 import os
 import random
@@ -16,17 +15,18 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import pytest
 
 from conftest import REPO, wait_for
+from helpers import (ScriptedHook, body_of, deliveries, hook_factory,
+                     make_cloud, register, restart_twice, upload)
 
 WAIT_S = 15
 QUIET_S = 1.0
 
 
-class Hook:
+class Hook(ScriptedHook):
     """A loopback webhook that records each POST's arrival and end.
 
     get: how verification is answered: "exact", "quoted", "json",
@@ -44,71 +44,43 @@ class Hook:
         self.posts = []  # dicts: start, end, body, headers
         self.active = 0
         self.max_active = 0
-        hook = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer_get(self, request, challenge):
+        with self.lock:
+            self.gets += 1
+        c = challenge
+        status, text = 200, c
+        if self.get == "quoted":
+            text = f'"{c}"'
+        elif self.get == "json":
+            text = json.dumps({"challenge": c})
+        elif self.get == "html":
+            text = f"<html><body>{c}</body></html>"
+        elif self.get == "newline":
+            text = c + "\n"
+        elif isinstance(self.get, int):
+            status = self.get
+        if self.get_delay:
+            time.sleep(self.get_delay)
+        return status, text
 
-            def do_GET(self):
-                with hook.lock:
-                    hook.gets += 1
-                query = urllib.parse.urlparse(self.path).query
-                c = urllib.parse.parse_qs(query).get("challenge", [""])[0]
-                status, text = 200, c
-                if hook.get == "quoted":
-                    text = f'"{c}"'
-                elif hook.get == "json":
-                    text = json.dumps({"challenge": c})
-                elif hook.get == "html":
-                    text = f"<html><body>{c}</body></html>"
-                elif hook.get == "newline":
-                    text = c + "\n"
-                elif isinstance(hook.get, int):
-                    status = hook.get
-                if hook.get_delay:
-                    time.sleep(hook.get_delay)
-                self._answer(status, text.encode(), {})
-
-            def do_POST(self):
-                start = time.monotonic()
-                body = self.rfile.read(
-                    int(self.headers.get("Content-Length", "0")))
-                with hook.lock:
-                    index = len(hook.posts)
-                    entry = {"start": start, "end": None, "body": body,
-                             "headers": dict(self.headers.items())}
-                    hook.posts.append(entry)
-                    hook.active += 1
-                    hook.max_active = max(hook.max_active, hook.active)
-                status, delay, headers = hook.post(index)
-                if delay:
-                    time.sleep(delay)
-                with hook.lock:
-                    hook.active -= 1
-                    entry["end"] = time.monotonic()
-                try:
-                    self._answer(status, b"", headers)
-                except OSError:
-                    pass
-
-            def _answer(self, status, body, headers):
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
+    def answer_post(self, request):
+        with self.lock:
+            index = len(self.posts)
+            entry = {"start": request["start"], "end": None,
+                     "body": request["body"],
+                     "headers": dict(request["headers"])}
+            self.posts.append(entry)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        status, delay, headers = self.post(index)
+        if delay:
+            time.sleep(delay)
+        with self.lock:
+            self.active -= 1
+            entry["end"] = time.monotonic()
+        return status, headers
 
     def count(self):
         with self.lock:
@@ -124,57 +96,14 @@ class Hook:
         with self.lock:
             return [dict(p) for p in self.posts]
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def hooks():
-    started = []
-
-    def make(**kwargs):
-        h = Hook(**kwargs)
-        started.append(h)
-        return h
-    yield make
-    for h in started:
-        h.close()
-
-
-def make_cloud(cloud_factory, *args):
-    return cloud_factory(*args, port=0)
-
-
-def upload(cloud, token, path):
-    status, _, data = cloud.post(
-        "/2/files/upload", b"x" + path.encode(),
-        {"Authorization": f"Bearer {token}",
-         "Dropbox-API-Arg": json.dumps({"path": path, "mode": "overwrite"}),
-         "Content-Type": "application/octet-stream"})
-    assert status == 200, data
-
-
-def register(cloud, app, hook):
-    result = cloud.admin("webhooks/set", {"app_key": app["app_key"],
-                                          "uri": hook.url})
-    assert result["state"] == "verified", result
-
-
-def body_of(accounts):
-    return json.dumps({"list_folder": {"accounts":
-                                       [a["account_id"] for a in accounts]},
-                       "delta": {"users": [a["uid"] for a in accounts]}}
-                      ).encode()
+    yield from hook_factory(Hook)
 
 
 def named(body):
     return json.loads(body)["list_folder"]["accounts"]
-
-
-def deliveries(cloud, app):
-    return cloud.admin("deliveries/list",
-                       {"app_key": app["app_key"]})["deliveries"]
 
 
 def all_delivered(cloud, app, count):
@@ -606,10 +535,5 @@ def test_kill9_at_random_moments_loses_and_repeats_nothing(cloud_factory,
 
     # After the last acknowledged delivery, restarts send nothing more.
     total = hook.count()
-    cloud.stop(signal.SIGKILL)
-    cloud.start()
-    time.sleep(QUIET_S)
-    cloud.stop()
-    cloud.start()
-    time.sleep(QUIET_S)
+    restart_twice(cloud, QUIET_S)
     assert hook.count() == total

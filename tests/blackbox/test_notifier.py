@@ -7,8 +7,6 @@ through the official SDK.
 """
 import hashlib
 import hmac
-import http.server
-import json
 import subprocess
 import threading
 import time
@@ -17,6 +15,8 @@ import urllib.parse
 import pytest
 
 from conftest import wait_for
+from helpers import ScriptedHook, app_entry, hook_factory, register
+from helpers import body_of as expected_body
 
 # Longer than one gathering window plus one delivery on a slow machine:
 # a request that has not arrived by then is not coming.
@@ -24,11 +24,13 @@ QUIET_S = 1.5
 WAIT_S = 15
 
 
-class Receiver:
+class Receiver(ScriptedHook):
     """A scripted webhook: records requests, answers as told.
 
     verify: "exact" echoes the challenge, "quoted" wraps it in quotes.
     post_statuses: answers to successive POSTs; 200 once they run out.
+    Each request is kept as ScriptedHook gives it (method, path,
+    headers, body).
     """
 
     def __init__(self, verify="exact", post_statuses=()):
@@ -36,50 +38,23 @@ class Receiver:
         self.post_statuses = list(post_statuses)
         self.requests = []
         self.lock = threading.Lock()
-        receiver = self
+        super().__init__(protocol="HTTP/1.0")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                receiver._record(self, b"")
-                query = urllib.parse.urlparse(self.path).query
-                challenge = urllib.parse.parse_qs(query).get(
-                    "challenge", [""])[0]
-                text = challenge if receiver.verify == "exact" \
-                    else f'"{challenge}"'
-                self._answer(200, text.encode())
+    def answer_get(self, request, challenge):
+        self._record(request)
+        text = challenge if self.verify == "exact" else f'"{challenge}"'
+        return 200, text
 
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                index = receiver._record(self, body)
-                statuses = receiver.post_statuses
-                status = statuses[index] if index < len(statuses) else 200
-                self._answer(status, b"")
+    def answer_post(self, request):
+        index = self._record(request)
+        statuses = self.post_statuses
+        return (statuses[index] if index < len(statuses) else 200), {}
 
-            def _answer(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       daemon=True)
-        self.thread.start()
-
-    def _record(self, handler, body):
+    def _record(self, request):
         """Stores one request; returns its index among the POSTs."""
-        entry = {"method": handler.command, "path": handler.path,
-                 "headers": list(handler.headers.items()), "body": body}
         with self.lock:
             posts = sum(1 for r in self.requests if r["method"] == "POST")
-            self.requests.append(entry)
+            self.requests.append(request)
         return posts
 
     def posts(self):
@@ -97,42 +72,16 @@ class Receiver:
         time.sleep(QUIET_S)
         return self.posts()
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def receivers():
-    started = []
-
-    def make(**kwargs):
-        r = Receiver(**kwargs)
-        started.append(r)
-        return r
-    yield make
-    for r in started:
-        r.close()
+    yield from hook_factory(Receiver)
 
 
 def header(request, name):
     values = [v for k, v in request["headers"] if k.lower() == name.lower()]
     assert len(values) <= 1, f"{name} sent {len(values)} times"
     return values[0] if values else None
-
-
-def expected_body(accounts):
-    """What Python's json.dumps writes, as the real sender does."""
-    return json.dumps({"list_folder": {"accounts":
-                                       [a["account_id"] for a in accounts]},
-                       "delta": {"users": [a["uid"] for a in accounts]}}
-                      ).encode()
-
-
-def register(cloud, app, receiver):
-    result = cloud.admin("webhooks/set", {"app_key": app["app_key"],
-                                          "uri": receiver.url})
-    assert result["state"] == "verified", result
 
 
 @pytest.fixture
@@ -150,11 +99,6 @@ def sdk(monkeypatch):
 
 def upload(dbx, path):
     dbx.files_upload(b"hello " + path.encode(), path)
-
-
-def app_entry(cloud, app):
-    apps = cloud.admin("apps/list")["apps"]
-    return next(a for a in apps if a["app_key"] == app["app_key"])
 
 
 def test_verification_exact_echo_passes(cloud, receivers):
