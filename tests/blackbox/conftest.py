@@ -142,10 +142,14 @@ class Cloud:
             self.workdir, "cloud")
         self.port = self.process.port
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"https://{self.host}"
         self.ca = os.path.join(self.data, "ca.pem")
         with open(os.path.join(self.data, "admin.token")) as f:
             self.admin_token = f.read().strip()
+        if "--http" in self.extra_args:
+            self.url = f"http://{self.host}"
+            self.ssl_context = None
+            return
+        self.url = f"https://{self.host}"
         self.ssl_context = ssl.create_default_context(cafile=self.ca)
         if self.listen_port == SDK_PORT:
             # The SDK hands ca_certs to its connection pool, but passes

@@ -5,9 +5,11 @@ The SDK must not notice that it talks to dbxhook: every result below is
 decoded by its own generated validators."""
 import hashlib
 import json
+import os
 import re
 import socket
 import ssl
+import urllib.request
 
 import pytest
 
@@ -535,3 +537,28 @@ def test_upload_style_wire_format(cloud):
         "Content-Type": "application/octet-stream"})
     assert status == 400 and b'Must provide HTTP header "Dropbox-API-Arg"' \
         in body
+
+
+def test_https_prints_its_ca_and_http_when_asked(cloud, cloud_factory):
+    """HTTPS by default with a CA made on first start, whose path the
+    listening line gives; plain HTTP with --http (and then no CA)."""
+    line = next(l for l in cloud.process.output().splitlines()
+                if l.startswith("dbxhook cloud listening on "))
+    assert line.startswith(f"dbxhook cloud listening on {cloud.url} ca=")
+    ca = line.split(" ca=", 1)[1]
+    assert ca.startswith("/") and os.path.samefile(ca, cloud.ca)
+
+    plain = cloud_factory("--http", port=0)
+    url = f"http://127.0.0.1:{plain.port}"
+    line = next(l for l in plain.process.output().splitlines()
+                if l.startswith("dbxhook cloud listening on "))
+    assert line == f"dbxhook cloud listening on {url}"
+    token = plain.link(plain.new_app()["app_key"],
+                       plain.new_account()["account_id"])
+    req = urllib.request.Request(
+        url + "/2/users/get_current_account", data=b"null", method="POST",
+        headers={"Authorization": "Bearer " + token,
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+        assert json.loads(r.read())["account_id"].startswith("dbid:AA")
