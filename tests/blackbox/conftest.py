@@ -87,8 +87,12 @@ class Process:
             args + ["--port-file", self.port_file],
             stdout=self.log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=full_env, cwd=workdir)
-        self.port = wait_for(self._read_port, START_TIMEOUT_S,
-                             f"{name} to listen")
+        try:
+            self.port = wait_for(self._read_port, START_TIMEOUT_S,
+                                 f"{name} to listen")
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
 
     def _read_port(self):
         if self.proc.poll() is not None:
@@ -140,6 +144,14 @@ class Cloud:
              "--listen", f"127.0.0.1:{self.listen_port}"]
             + self.extra_args,
             self.workdir, "cloud")
+        try:
+            self._connect()
+        except BaseException:
+            self.process.stop()  # never leave a cloud behind a failure
+            raise
+
+    def _connect(self):
+        """Reads what clients need once the cloud listens."""
         self.port = self.process.port
         self.host = f"127.0.0.1:{self.port}"
         self.ca = os.path.join(self.data, "ca.pem")
