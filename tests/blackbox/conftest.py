@@ -228,7 +228,44 @@ def sdk_module(cloud):
     return dropbox
 
 
-class App:
+class AppState:
+    """`dbxhook appctl` on one app data directory (a running app's, or a
+    store shared by worker processes)."""
+
+    def __init__(self, bin_path, data):
+        self.bin = bin_path
+        self.data = data
+
+    def appctl(self, *args, stdin=None):
+        """Runs `dbxhook appctl` on this data; returns stdout."""
+        r = subprocess.run([self.bin, "appctl", "--data", self.data]
+                           + list(args), input=stdin, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, f"appctl {args}: {r.stderr}"
+        return r.stdout
+
+    run = appctl
+
+    def status(self):
+        return json.loads(self.appctl("status"))
+
+    def account(self, account_id):
+        for a in self.status()["accounts"]:
+            if a["account"] == account_id:
+                return a
+        return None
+
+    def counter(self, name):
+        return self.status()["counters"].get(name, 0)
+
+    def mark(self, account_id):
+        self.appctl("mark", "--account", account_id)
+
+    def set_token(self, account_id, token):
+        self.appctl("token-set", "--account", account_id, stdin=token)
+
+
+class App(AppState):
     """A running `dbxhook app` (receiver, optionally with workers)."""
 
     def __init__(self, bin_path, workdir, secret, cloud=None, workers=0,
@@ -255,22 +292,6 @@ class App:
     def stop(self, sig=signal.SIGTERM):
         return self.process.stop(sig)
 
-    def appctl(self, *args, stdin=None):
-        """Runs `dbxhook appctl` on this app's data; returns stdout."""
-        r = subprocess.run([self.bin, "appctl", "--data", self.data]
-                           + list(args), input=stdin, capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, f"appctl {args}: {r.stderr}"
-        return r.stdout
-
-    def status(self):
-        return json.loads(self.appctl("status"))
-
-    def set_token(self, account_id, token):
-        self.appctl("token-set", "--account", account_id, stdin=token)
-
-    def counter(self, name):
-        return self.status()["counters"].get(name, 0)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ SDK, marks the account pending with `appctl mark` (as a notification
 would) and lets `dbxhook worker` convert.  Every .html must equal md4c's
 own rendering of its .md (md4c_render, through ctypes).
 """
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import md4c_render, wait_for
+from conftest import AppState, md4c_render, wait_for
 
 CONVERT_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
@@ -67,36 +66,6 @@ class Worker:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
-
-
-class AppState:
-    """`dbxhook appctl` on one data directory."""
-
-    def __init__(self, bin_path, data):
-        self.bin = bin_path
-        self.data = data
-
-    def run(self, *args, stdin=None):
-        r = subprocess.run([self.bin, "appctl", "--data", self.data]
-                           + list(args), input=stdin, capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, f"appctl {args}: {r.stderr}"
-        return r.stdout
-
-    def status(self):
-        return json.loads(self.run("status"))
-
-    def account(self, account_id):
-        for a in self.status()["accounts"]:
-            if a["account"] == account_id:
-                return a
-        return None
-
-    def counter(self, name):
-        return self.status()["counters"].get(name, 0)
-
-    def mark(self, account_id):
-        self.run("mark", "--account", account_id)
 
 
 @pytest.fixture

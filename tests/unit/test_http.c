@@ -478,6 +478,26 @@ static void *blocker_run(void *arg)
     return NULL;
 }
 
+/* Starts a request that the handler holds until f->released is set,
+ * and waits until the handler has it. */
+static void blocker_start(struct blocker *b, pthread_t *t)
+{
+    atomic_store(&b->f->blocked, 0);
+    atomic_store(&b->f->released, 0);
+    assert_int_equal(pthread_create(t, NULL, blocker_run, b), 0);
+    for (int i = 0; i < 500 && !atomic_load(&b->f->blocked); i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&b->f->blocked), 1);
+}
+
+/* Lets the held request finish; it must have succeeded. */
+static void blocker_finish(struct blocker *b, pthread_t t)
+{
+    atomic_store(&b->f->released, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(b->rc, 0);
+}
+
 /* A handler that blocks holds only its own connection. */
 static void test_blocking_handler(void **state)
 {
@@ -486,21 +506,14 @@ static void test_blocking_handler(void **state)
     struct hcli_response resp;
     pthread_t t;
 
-    atomic_store(&f->blocked, 0);
-    atomic_store(&f->released, 0);
-    assert_int_equal(pthread_create(&t, NULL, blocker_run, &b), 0);
-    for (int i = 0; i < 500 && !atomic_load(&f->blocked); i++)
-        usleep(10000);
-    assert_int_equal(atomic_load(&f->blocked), 1);
+    blocker_start(&b, &t);
 
     assert_int_equal(
         request(f, "GET", "/query?name=meanwhile", NULL, NULL, 0, &resp), 0);
     assert_string_equal(resp.body, "meanwhile");
     hcli_response_free(&resp);
 
-    atomic_store(&f->released, 1);
-    pthread_join(t, NULL);
-    assert_int_equal(b.rc, 0);
+    blocker_finish(&b, t);
     assert_string_equal(b.resp.body, "released");
     hcli_response_free(&b.resp);
 }
@@ -514,12 +527,7 @@ static void test_later_answer(void **state)
     struct hcli_response resp;
     pthread_t t;
 
-    atomic_store(&f->blocked, 0);
-    atomic_store(&f->released, 0);
-    assert_int_equal(pthread_create(&t, NULL, blocker_run, &b), 0);
-    for (int i = 0; i < 500 && !atomic_load(&f->blocked); i++)
-        usleep(10000);
-    assert_int_equal(atomic_load(&f->blocked), 1);
+    blocker_start(&b, &t);
 
     for (int i = 0; i < 4; i++) {
         assert_int_equal(
@@ -529,9 +537,7 @@ static void test_later_answer(void **state)
         hcli_response_free(&resp);
     }
 
-    atomic_store(&f->released, 1);
-    pthread_join(t, NULL);
-    assert_int_equal(b.rc, 0);
+    blocker_finish(&b, t);
     assert_int_equal(b.resp.status, 200);
     assert_string_equal(b.resp.body, "later");
     hcli_response_free(&b.resp);
