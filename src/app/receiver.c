@@ -23,8 +23,13 @@
 #include <string.h>
 #include <time.h>
 
-/* Header block limit: notifications and verifications need little. */
-#define RECEIVER_MAX_HEADER     (16u * 1024u)
+/* Header block limit: notifications and verifications need little,
+ * and a browser's request for /login about 2 KiB. */
+#define RECEIVER_MAX_HEADER     (8u * 1024u)
+/* Room for MHD's bookkeeping and our response headers (a Location of a
+ * few hundred bytes at most).  Kept small on purpose: MHD clears the
+ * whole per-connection pool after every request. */
+#define RECEIVER_HEADER_ROOM    (8u * 1024u)
 #define RECEIVER_CONN_TIMEOUT_S 30u
 
 #define SIGNATURE_HEADER "X-Dropbox-Signature"
@@ -32,7 +37,7 @@
 struct receiver {
     struct hsrv *http;
     char *path;
-    char *secret;
+    struct sig_key *key; /* the app secret, prepared for verifying */
     struct state *st;
     struct worker_pool *pool;
     struct app_link *link;
@@ -84,7 +89,8 @@ static bool receiver_signed(const struct receiver *r,
     body = hsrv_body(req, &len);
     if (body == NULL)
         body = "";
-    if (!sig_verify(r->secret, body, len, hsrv_header(req, SIGNATURE_HEADER))) {
+    if (!sig_key_verify(r->key, body, len,
+                        hsrv_header(req, SIGNATURE_HEADER))) {
         *reason = "mismatch";
         return false;
     }
@@ -174,8 +180,9 @@ static void receiver_log_notification(struct receiver *r, size_t n,
 }
 
 /* Marks the known accounts, counting the notification in the same
- * commit, and answers once that commit is done (receiver_marked); root
- * stays the caller's. */
+ * commit, and answers once that commit is done (receiver_marked); when
+ * every account is pending already and no worker has taken it, answers
+ * at once (state_mark_covered).  accounts stay the caller's. */
 static void receiver_mark(struct receiver *r, char *const *accounts,
                           size_t n, const struct hsrv_request *req,
                           struct hsrv_response *resp)
@@ -183,32 +190,47 @@ static void receiver_mark(struct receiver *r, char *const *accounts,
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
     struct state_count counts[2] = {{"notifications", 1},
                                     {"unknown_accounts", 0}};
+    size_t n_counts;
     struct receiver_mark_wait *w;
+    enum state_status rc = STATE_ERR;
     long kept;
 
     for (size_t i = 0; i < n; i++)
         ids[i] = accounts[i];
     kept = receiver_known(r, ids, n, req);
-    if (kept < 0) {
-        free(ids);
-        LOG_E("notification not stored accounts=%zu peer=%s", n,
-              hsrv_peer(req));
-        reply_unavailable(resp, "state store unavailable\n");
-        return;
-    }
+    if (kept < 0)
+        goto out;
     counts[1].delta = (int64_t)n - kept;
+    n_counts = counts[1].delta > 0 ? 2 : 1;
     receiver_log_notification(r, n, kept, req);
 
+    rc = state_mark_covered(r->st, ids, (size_t)kept, counts, n_counts);
+    if (rc == STATE_OK) {
+        if (r->pool != NULL && kept > 0)
+            worker_pool_wake(r->pool);
+        hsrv_reply(resp, 200, NULL, "", 0);
+        goto out;
+    }
+    if (rc != STATE_NONE)
+        goto out;
+
+    rc = STATE_OK;
     w = xcalloc(1, sizeof *w);
     w->r = r;
     w->req = req;
     w->wake = kept > 0;
     w->later = hsrv_later(req);
     atomic_fetch_add(&r->in_flight, 1); /* released by receiver_marked */
-    if (state_mark_pending_async(r->st, ids, (size_t)kept, counts,
-                                 counts[1].delta > 0 ? 2 : 1,
+    if (state_mark_pending_async(r->st, ids, (size_t)kept, counts, n_counts,
                                  receiver_marked, w) != STATE_OK)
         receiver_marked(w, STATE_ERR);
+
+out:
+    if (rc == STATE_ERR) {
+        LOG_E("notification not stored accounts=%zu peer=%s", n,
+              hsrv_peer(req));
+        reply_unavailable(resp, "state store unavailable\n");
+    }
     free(ids);
 }
 
@@ -421,6 +443,7 @@ struct receiver *receiver_start(const struct receiver_config *cfg)
         .port = cfg->port,
         .max_body = RECEIVER_MAX_BODY,
         .max_header = RECEIVER_MAX_HEADER,
+        .header_room = RECEIVER_HEADER_ROOM,
         .max_conns = RECEIVER_MAX_CONNS,
         .conn_timeout_s = RECEIVER_CONN_TIMEOUT_S,
         .handler = receiver_handle,
@@ -431,7 +454,7 @@ struct receiver *receiver_start(const struct receiver_config *cfg)
     r->soft_conns = cfg->soft_conns ? cfg->soft_conns : RECEIVER_SOFT_CONNS;
     hc.max_conns = r->soft_conns + RECEIVER_CONNS_MARGIN;
     r->path = xstrdup(cfg->path);
-    r->secret = xstrdup(cfg->secret);
+    r->key = sig_key_new(cfg->secret);
     r->st = cfg->st;
     r->pool = cfg->pool;
     atomic_init(&r->in_flight, 0);
@@ -456,9 +479,7 @@ void receiver_stop(struct receiver *r)
     if (r->http != NULL)
         hsrv_stop(r->http);
     app_link_free(r->link);
-    /* The secret should not linger in freed memory. */
-    explicit_bzero(r->secret, strlen(r->secret));
-    free(r->secret);
+    sig_key_free(r->key); /* wipes the secret's traces */
     free(r->path);
     free(r);
 }

@@ -170,6 +170,22 @@ enum state_status state_mark_pending(struct state *st,
     return st->ops->mark_pending(st->impl, accounts, n);
 }
 
+/* The accounts and counts of a mark are all valid. */
+static bool check_marks(const char *op, const char *const *accounts,
+                        size_t n, const struct state_count *counts,
+                        size_t n_counts)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!check_account(op, accounts[i]))
+            return false;
+    }
+    for (size_t i = 0; i < n_counts; i++) {
+        if (!check_counter(counts[i].name))
+            return false;
+    }
+    return true;
+}
+
 enum state_status state_mark_pending_async(struct state *st,
                                            const char *const *accounts,
                                            size_t n,
@@ -177,18 +193,22 @@ enum state_status state_mark_pending_async(struct state *st,
                                            size_t n_counts, state_mark_cb done,
                                            void *arg)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!check_account("mark_pending", accounts[i]))
-            return STATE_ERR;
-    }
-    for (size_t i = 0; i < n_counts; i++) {
-        if (!check_counter(counts[i].name))
-            return STATE_ERR;
-    }
+    if (!check_marks("mark_pending", accounts, n, counts, n_counts))
+        return STATE_ERR;
     if (done == NULL)
         return STATE_ERR;
     return st->ops->mark_pending_async(st->impl, accounts, n, counts,
                                        n_counts, done, arg);
+}
+
+enum state_status state_mark_covered(struct state *st,
+                                     const char *const *accounts, size_t n,
+                                     const struct state_count *counts,
+                                     size_t n_counts)
+{
+    if (!check_marks("mark_covered", accounts, n, counts, n_counts))
+        return STATE_ERR;
+    return st->ops->mark_covered(st->impl, accounts, n, counts, n_counts);
 }
 
 enum state_status state_claim(struct state *st, const char *owner,

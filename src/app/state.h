@@ -117,6 +117,24 @@ enum state_status state_mark_pending_async(struct state *st,
                                            size_t n_counts, state_mark_cb done,
                                            void *arg);
 
+/* How long counts given to state_mark_covered may wait before a commit
+ * writes them (they ride the next commit, or one of their own). */
+#define STATE_COUNT_DEFER_MS 10
+
+/* The cheap path for a notification whose accounts are all pending
+ * already: when each one is pending on disk and no worker holds its
+ * lease, the run that will take it has not started yet, so it will see
+ * every change made until now and a new mark would add nothing.  Then
+ * STATE_OK returns at once, without waiting for a commit, and the counts
+ * are written by a later commit (within STATE_COUNT_DEFER_MS; a crash
+ * meanwhile loses them, which is acceptable for statistics only).
+ * STATE_NONE when some account needs a real mark: call
+ * state_mark_pending_async.  n may be 0 (then only the counts). */
+enum state_status state_mark_covered(struct state *st,
+                                     const char *const *accounts, size_t n,
+                                     const struct state_count *counts,
+                                     size_t n_counts);
+
 /* STATE_NONE when no pending account is free. */
 enum state_status state_claim(struct state *st, const char *owner,
                               int64_t lease_ms, char **account,

@@ -33,6 +33,10 @@ struct state_ops {
         void *impl, const char *const *accounts, size_t n,
         const struct state_count *counts, size_t n_counts, state_mark_cb done,
         void *arg);
+    enum state_status (*mark_covered)(void *impl,
+                                      const char *const *accounts, size_t n,
+                                      const struct state_count *counts,
+                                      size_t n_counts);
     enum state_status (*claim)(void *impl, const char *owner, int64_t lease_ms,
                                char **account, uint64_t *fence,
                                int64_t *version);

@@ -16,9 +16,11 @@
  * operation and by the group committer.  SQLite lets one writer in at a
  * time anyway; a second writer would only add busy-wait sleeps when the
  * two collide.  The busy timeout set by db_open covers other processes
- * (the worker, appctl) writing the same file.  A second connection only
- * reads, for account_known, so the receiver never waits for a commit to
- * learn whether it knows an account (and known accounts are cached).
+ * (the worker, appctl) writing the same file.  A few more connections
+ * only read, for the receiver's account_known, so it never waits for a
+ * commit to learn whether it knows an account.  What the receiver has
+ * learned (known accounts, covered marks) is kept in
+ * state_sqlite_cache.c.
  *
  * Marks and counter adds go through the group committer
  * (state_sqlite_commit.c); leases, fenced cursor writes and handled
@@ -108,96 +110,87 @@ void state_sqlite_txn_end(struct sq *q, enum state_status result)
 
 /* ---- known accounts ---------------------------------------------------- */
 
-static size_t sq_known_hash(const char *s)
-{
-    size_t h = 14695981039346656037u; /* FNV-1a */
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-/* The slot holding account, or the empty slot where it would go (NULL
- * when the table is full).  Called with known->lock held. */
-static gc_account *sq_known_slot(struct sq_known *k, const char *account)
-{
-    size_t i = sq_known_hash(account) & (SQ_KNOWN_SLOTS - 1);
-
-    for (size_t probes = 0; probes < SQ_KNOWN_SLOTS; probes++) {
-        gc_account *slot = &k->slots[i];
-
-        if ((*slot)[0] == '\0' || strcmp(*slot, account) == 0)
-            return slot;
-        i = (i + 1) & (SQ_KNOWN_SLOTS - 1);
-    }
-    return NULL;
-}
-
-static bool sq_known_cached(struct sq_known *k, const char *account)
-{
-    gc_account *slot;
-    bool hit;
-
-    pthread_rwlock_rdlock(&k->lock);
-    slot = sq_known_slot(k, account);
-    hit = slot != NULL && (*slot)[0] != '\0';
-    pthread_rwlock_unlock(&k->lock);
-    return hit;
-}
-
-static void sq_known_remember(struct sq_known *k, const char *account)
-{
-    gc_account *slot;
-
-    pthread_rwlock_wrlock(&k->lock);
-    slot = sq_known_slot(k, account);
-    if (slot != NULL && (*slot)[0] == '\0' &&
-        k->used < SQ_KNOWN_SLOTS / 4 * 3) {
-        snprintf(*slot, sizeof *slot, "%s", account);
-        k->used++;
-    }
-    pthread_rwlock_unlock(&k->lock);
-}
-
 static enum state_status sq_account_known(void *impl, const char *account)
 {
-    struct sq_known *k = &((struct sq *)impl)->known;
+    struct sq *q = impl;
+    struct sq_reader *r;
     enum state_status result;
 
-    if (sq_known_cached(k, account))
+    if (state_sqlite_cache_known(&q->cache, account))
         return STATE_OK;
-    pthread_mutex_lock(&k->rmu);
-    db_bind_text(k->lookup, 1, account);
-    result = state_sqlite_step_row(k->rdb, k->lookup, "read");
-    sqlite3_reset(k->lookup);
-    pthread_mutex_unlock(&k->rmu);
+    r = state_sqlite_reader_take(q);
+    db_bind_text(r->known, 1, account);
+    result = state_sqlite_step_row(r->db, r->known, "read");
+    sqlite3_reset(r->known);
+    state_sqlite_reader_put(r);
     if (result == STATE_OK)
-        sq_known_remember(k, account);
+        state_sqlite_cache_set_known(&q->cache, account);
     return result;
 }
 
-static int sq_known_open(struct sq_known *k, const char *path)
+/* ---- readers ------------------------------------------------------------ */
+
+static int sq_readers_open(struct sq *q, const char *path)
 {
-    k->rdb = db_open(path, NULL);
-    if (k->rdb == NULL)
-        return -1;
-    k->lookup = db_prepare(k->rdb, "SELECT 1 FROM accounts WHERE account = ?1"
-                                   " AND token IS NOT NULL");
-    k->slots = xcalloc(SQ_KNOWN_SLOTS, sizeof *k->slots);
-    pthread_rwlock_init(&k->lock, NULL);
-    pthread_mutex_init(&k->rmu, NULL);
+    for (size_t i = 0; i < SQ_READERS; i++) {
+        struct sq_reader *r = &q->readers[i];
+
+        r->db = db_open(path, NULL);
+        if (r->db == NULL)
+            return -1;
+        r->known = db_prepare(r->db, "SELECT 1 FROM accounts"
+                                     " WHERE account = ?1"
+                                     " AND token IS NOT NULL");
+        pthread_mutex_init(&r->mu, NULL);
+    }
+    atomic_init(&q->next_reader, 0);
     return 0;
 }
 
-static void sq_known_close(struct sq_known *k)
+/* Closes what sq_readers_open opened (all of it, or the part it got). */
+static void sq_readers_close(struct sq *q)
 {
-    if (k->rdb == NULL)
-        return;
-    sqlite3_finalize(k->lookup);
-    db_close(k->rdb);
-    free(k->slots);
-    pthread_rwlock_destroy(&k->lock);
-    pthread_mutex_destroy(&k->rmu);
+    for (size_t i = 0; i < SQ_READERS; i++) {
+        struct sq_reader *r = &q->readers[i];
+
+        if (r->db == NULL)
+            break;
+        sqlite3_finalize(r->known);
+        db_close(r->db);
+        pthread_mutex_destroy(&r->mu);
+    }
+}
+
+struct sq_reader *state_sqlite_reader_take(struct sq *q)
+{
+    unsigned start = atomic_fetch_add(&q->next_reader, 1);
+
+    for (unsigned i = 0; i < SQ_READERS; i++) {
+        struct sq_reader *r = &q->readers[(start + i) % SQ_READERS];
+
+        if (pthread_mutex_trylock(&r->mu) == 0)
+            return r;
+    }
+    pthread_mutex_lock(&q->readers[start % SQ_READERS].mu);
+    return &q->readers[start % SQ_READERS];
+}
+
+void state_sqlite_reader_put(struct sq_reader *r)
+{
+    pthread_mutex_unlock(&r->mu);
+}
+
+static enum state_status sq_mark_covered(void *impl,
+                                         const char *const *accounts, size_t n,
+                                         const struct state_count *counts,
+                                         size_t n_counts)
+{
+    struct sq *q = impl;
+
+    if (!state_sqlite_cache_covered(&q->cache, accounts, n))
+        return STATE_NONE;
+    return state_sqlite_gc_defer(&q->gc, counts, n_counts) < 0 ? STATE_ERR
+                                                               : STATE_OK;
 }
 
 /* ---- tokens, cursors, counters, failures ----------------------------- */
@@ -520,7 +513,8 @@ static void sq_close(void *impl)
     struct sq *q = impl;
 
     state_sqlite_gc_stop(&q->gc);
-    sq_known_close(&q->known);
+    sq_readers_close(q);
+    state_sqlite_cache_close(&q->cache);
     db_close(q->db);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -537,6 +531,7 @@ static const struct state_ops sq_ops = {
     .handled_put = state_sqlite_handled_put,
     .mark_pending = state_sqlite_mark_pending,
     .mark_pending_async = state_sqlite_mark_pending_async,
+    .mark_covered = sq_mark_covered,
     .claim = state_sqlite_claim,
     .renew = state_sqlite_renew,
     .release = state_sqlite_release,
@@ -566,14 +561,17 @@ struct state *state_open_sqlite(const char *dir)
 
     q = xcalloc(1, sizeof *q);
     q->db = db;
-    if (sq_known_open(&q->known, path) < 0) {
+    if (sq_readers_open(q, path) < 0) {
+        sq_readers_close(q);
         free(q);
         goto fail;
     }
+    state_sqlite_cache_open(&q->cache, dir);
     pthread_mutex_init(&q->mu, NULL);
-    if (state_sqlite_gc_start(&q->gc, q->db, &q->mu) < 0) {
+    if (state_sqlite_gc_start(&q->gc, q->db, &q->mu, &q->cache) < 0) {
         pthread_mutex_destroy(&q->mu);
-        sq_known_close(&q->known);
+        state_sqlite_cache_close(&q->cache);
+        sq_readers_close(q);
         free(q);
         goto fail;
     }

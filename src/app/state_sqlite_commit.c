@@ -8,7 +8,9 @@
  * each account once, each counter once) and then wakes the callers of
  * that generation and runs the callbacks.  While it commits, the next
  * batch gathers, so the busier the receiver, the more marks share a
- * commit.
+ * commit.  Counts given without a waiter (state_mark_covered) ride the
+ * next batch, or are written on their own once STATE_COUNT_DEFER_MS has
+ * passed.
  *
  * Versions: every committed batch takes the next value of version_seq
  * and stamps it on each of its marks.  A mark committed after a claim
@@ -23,19 +25,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int gc_account_cmp(const void *a, const void *b)
 {
     return strcmp(a, b);
 }
 
+/* Tells whether a worker holds the account's lease (inside the commit's
+ * transaction): 1 yes, 0 no, -1 on error. */
+static int gc_leased(struct group_commit *gc, const char *account)
+{
+    enum state_status rc;
+
+    db_bind_text(gc->leased, 1, account);
+    rc = state_sqlite_step_row(gc->db, gc->leased, "mark_pending");
+    sqlite3_reset(gc->leased);
+    return rc == STATE_ERR ? -1 : rc == STATE_OK;
+}
+
 /* Upserts the batch's marks, each account once, all with one new
- * version.  Called inside the commit's transaction. */
-static int gc_write_marks(struct group_commit *gc, struct gc_batch *b)
+ * version.  Called inside the commit's transaction.  Afterwards the
+ * first *n_cover marks are the accounts no worker holds (covered once
+ * the commit is done). */
+static int gc_write_marks(struct group_commit *gc, struct gc_batch *b,
+                          size_t *n_cover)
 {
     int64_t version;
     int64_t now = state_now_ms();
 
+    *n_cover = 0;
     if (b->n_marks == 0)
         return 0;
     if (sqlite3_step(gc->next_version) != SQLITE_ROW) {
@@ -57,8 +76,15 @@ static int gc_write_marks(struct group_commit *gc, struct gc_batch *b)
         sqlite3_bind_int64(gc->upsert, 3, now);
         rc = state_sqlite_step_done(gc->db, gc->upsert, "mark_pending");
         sqlite3_reset(gc->upsert);
+        if (rc == 0)
+            rc = gc_leased(gc, b->marks[i]);
         if (rc < 0)
             return -1;
+        /* Compact in place: slot *n_cover <= i was read already. */
+        if (rc == 0 && *n_cover != i)
+            memcpy(b->marks[*n_cover], b->marks[i], sizeof *b->marks);
+        if (rc == 0)
+            (*n_cover)++;
     }
     return 0;
 }
@@ -79,17 +105,22 @@ static int gc_write_counts(struct group_commit *gc, const struct gc_batch *b)
 }
 
 /* Writes one batch in one transaction (one fsync), holding the
- * connection mutex (never gc->mu, so callers keep gathering meanwhile). */
+ * connection mutex (never gc->mu, so callers keep gathering meanwhile),
+ * then tells the cache which marks are covered. */
 static enum state_status gc_write(struct group_commit *gc, struct gc_batch *b)
 {
     enum state_status result = STATE_ERR;
+    size_t n_cover = 0;
+    uint64_t gen = 0;
 
     if (b->n_marks == 0 && b->n_counts == 0)
         return STATE_OK;
     pthread_mutex_lock(gc->db_mu);
     if (db_begin(gc->db) < 0)
         goto out;
-    if (gc_write_marks(gc, b) < 0 || gc_write_counts(gc, b) < 0)
+    /* Read under the write lock: no claim or release is under way. */
+    gen = state_sqlite_lease_gen(gc->cache);
+    if (gc_write_marks(gc, b, &n_cover) < 0 || gc_write_counts(gc, b) < 0)
         goto out;
     if (db_commit(gc->db) == 0)
         result = STATE_OK;
@@ -98,6 +129,8 @@ out:
     if (result != STATE_OK)
         db_rollback(gc->db);
     pthread_mutex_unlock(gc->db_mu);
+    if (result == STATE_OK)
+        state_sqlite_cache_cover(gc->cache, b->marks, n_cover, gen);
     return result;
 }
 
@@ -136,6 +169,34 @@ static void gc_notify(struct gc_waiter *async)
     }
 }
 
+static int64_t gc_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps (gc->mu held) until a caller waits for a commit, deferred
+ * counts are due or the committer is to stop. */
+static void gc_wait_work(struct group_commit *gc)
+{
+    while (gc->gathering.waiters == NULL && !gc->stopping) {
+        int64_t due = gc->gathering.flush_by_ms;
+        struct timespec ts;
+
+        if (due == 0) {
+            pthread_cond_wait(&gc->wake, &gc->mu);
+            continue;
+        }
+        if (gc_mono_ms() >= due)
+            return;
+        ts.tv_sec = (time_t)(due / 1000);
+        ts.tv_nsec = (long)(due % 1000) * 1000000;
+        pthread_cond_timedwait(&gc->wake, &gc->mu, &ts);
+    }
+}
+
 static void *gc_thread(void *arg)
 {
     struct group_commit *gc = arg;
@@ -147,9 +208,8 @@ static void *gc_thread(void *arg)
         uint64_t gen;
         enum state_status rc;
 
-        while (gc->gathering.waiters == NULL && !gc->stopping)
-            pthread_cond_wait(&gc->wake, &gc->mu);
-        if (gc->gathering.waiters == NULL)
+        gc_wait_work(gc);
+        if (gc->gathering.waiters == NULL && gc->gathering.n_counts == 0)
             break; /* stopping, and every caller has been served */
 
         b = gc->gathering;
@@ -178,16 +238,22 @@ static void gc_destroy(struct group_commit *gc)
     sqlite3_finalize(gc->next_version);
     sqlite3_finalize(gc->upsert);
     sqlite3_finalize(gc->count);
+    sqlite3_finalize(gc->leased);
     pthread_cond_destroy(&gc->wake);
     pthread_cond_destroy(&gc->done);
     pthread_mutex_destroy(&gc->mu);
 }
 
 int state_sqlite_gc_start(struct group_commit *gc, sqlite3 *db,
-                          pthread_mutex_t *db_mu)
+                          pthread_mutex_t *db_mu, struct sq_cache *cache)
 {
+    pthread_condattr_t attr;
+
     gc->db = db;
     gc->db_mu = db_mu;
+    gc->cache = cache;
+    gc->leased = db_prepare(gc->db, "SELECT 1 FROM leases WHERE account = ?1"
+                                    " AND owner IS NOT NULL");
     gc->next_version =
         db_prepare(gc->db, "UPDATE meta SET value = value + 1"
                            " WHERE name = 'version_seq' RETURNING value");
@@ -200,7 +266,10 @@ int state_sqlite_gc_start(struct group_commit *gc, sqlite3 *db,
                                    " DO UPDATE SET value = value"
                                    " + excluded.value");
     pthread_mutex_init(&gc->mu, NULL);
-    pthread_cond_init(&gc->wake, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&gc->wake, &attr);
+    pthread_condattr_destroy(&attr);
     pthread_cond_init(&gc->done, NULL);
     gc->gen_gathering = 1;
     gc->gen_done = 0;
@@ -239,6 +308,38 @@ static int gc_add_count(struct gc_batch *b, const char *name, int64_t delta)
     return 0;
 }
 
+/* Adds every delta (gc->mu held); -1 (logged) when one does not fit. */
+static int gc_add_counts(struct gc_batch *b, const struct state_count *counts,
+                         size_t n_counts)
+{
+    for (size_t i = 0; i < n_counts; i++) {
+        if (gc_add_count(b, counts[i].name, counts[i].delta) < 0) {
+            LOG_E("state too many counters in one commit name=%s",
+                  counts[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int state_sqlite_gc_defer(struct group_commit *gc,
+                          const struct state_count *counts, size_t n_counts)
+{
+    struct gc_batch *b = &gc->gathering;
+    int rc;
+
+    if (n_counts == 0)
+        return 0;
+    pthread_mutex_lock(&gc->mu);
+    rc = gc_add_counts(b, counts, n_counts);
+    if (rc == 0 && b->flush_by_ms == 0) {
+        b->flush_by_ms = gc_mono_ms() + STATE_COUNT_DEFER_MS;
+        pthread_cond_signal(&gc->wake);
+    }
+    pthread_mutex_unlock(&gc->mu);
+    return rc;
+}
+
 /* Puts marks, counts and the waiter into the gathering batch and wakes
  * the committer.  Returns the generation to wait for, or 0 (logged)
  * when the counts do not fit. */
@@ -250,13 +351,8 @@ static uint64_t gc_join(struct group_commit *gc, const char *const *accounts,
     uint64_t gen = 0;
 
     pthread_mutex_lock(&gc->mu);
-    for (size_t i = 0; i < n_counts; i++) {
-        if (gc_add_count(b, counts[i].name, counts[i].delta) < 0) {
-            LOG_E("state too many counters in one commit name=%s",
-                  counts[i].name);
-            goto out;
-        }
-    }
+    if (gc_add_counts(b, counts, n_counts) < 0)
+        goto out;
     if (b->n_marks + n > b->cap_marks) {
         size_t cap = b->cap_marks ? b->cap_marks : 64;
 

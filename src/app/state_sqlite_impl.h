@@ -2,8 +2,10 @@
  * state_sqlite_impl.h: what the files of the SQLite state store share
  * (private to state_sqlite*.c; the rest of the app sees state.h only).
  *
- *   state_sqlite.c         schema, open and close, known accounts,
- *                          tokens, cursors, counters, failures, status
+ *   state_sqlite.c         schema, open and close, readers, known
+ *                          accounts, tokens, cursors, counters, failures,
+ *                          status
+ *   state_sqlite_cache.c   the account cache and the lease generation
  *   state_sqlite_commit.c  the group committer: marks and counter adds
  *   state_sqlite_lease.c   claim, renew, release, fenced cursor writes
  *                          and handled records
@@ -19,6 +21,7 @@
 #include "app/state_backend.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,6 +59,9 @@ struct gc_batch {
     struct gc_count counts[GC_COUNTERS_MAX];
     size_t n_counts;
     struct gc_waiter *waiters;
+    /* Monotonic ms by which counts given without a waiter must be
+     * written (state_mark_covered); 0 when there are none. */
+    int64_t flush_by_ms;
 };
 
 struct group_commit {
@@ -64,6 +70,8 @@ struct group_commit {
     sqlite3_stmt *next_version; /* bumps version_seq, returns it */
     sqlite3_stmt *upsert;       /* one mark */
     sqlite3_stmt *count;        /* adds to one counter */
+    sqlite3_stmt *leased;       /* ?1 has a lease holder */
+    struct sq_cache *cache;     /* told which marks are covered */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake;       /* committer: work arrived, or stop */
@@ -74,28 +82,43 @@ struct group_commit {
     bool stopping;
 };
 
-/* Slots of the known-accounts cache: a power of two, filled to 3/4 at
- * most; past that, lookups simply go to the database. */
-#define SQ_KNOWN_SLOTS 8192u
+/* Slots of the account cache: a power of two, filled to 3/4 at most;
+ * past that, answers simply come from the database. */
+#define SQ_CACHE_SLOTS 8192u
 
-/* Accounts known to hold a token.  Tokens are never removed, so a
- * positive answer stays true; a miss asks the database through a second
- * connection (WAL lets it read beside the committer), which also sees
- * tokens stored by other processes (appctl token-set). */
-struct sq_known {
+struct sq_slot {
+    gc_account id;      /* "" = empty */
+    bool known;         /* holds a token */
+    uint64_t cover_gen; /* lease generation of a covered mark; 0: none */
+};
+
+/* What the receiver learns without a query (state_sqlite_cache.c). */
+struct sq_cache {
     pthread_rwlock_t lock; /* guards slots and used */
-    gc_account *slots;     /* "" = empty */
+    struct sq_slot *slots;
     size_t used;
-    pthread_mutex_t rmu; /* guards rdb and lookup */
-    sqlite3 *rdb;
-    sqlite3_stmt *lookup;
+    _Atomic uint64_t *lease_gen; /* mapped, shared; NULL: unavailable */
+};
+
+/* Read-only connections beside the writing one (WAL lets them read
+ * while the committer writes), so the receiver's questions never wait
+ * for a commit.  Several, so that the HTTP threads seldom queue for one;
+ * each is used under its own mutex. */
+#define SQ_READERS 4
+
+struct sq_reader {
+    pthread_mutex_t mu;
+    sqlite3 *db;
+    sqlite3_stmt *known; /* ?1 holds a token */
 };
 
 struct sq {
     sqlite3 *db;        /* the writing connection */
     pthread_mutex_t mu; /* serializes use of db (transactions span calls) */
     struct group_commit gc;
-    struct sq_known known;
+    struct sq_cache cache;
+    struct sq_reader readers[SQ_READERS];
+    atomic_uint next_reader; /* where the next reader search starts */
 };
 
 /* ---- shared helpers (state_sqlite.c) --------------------------------- */
@@ -117,6 +140,11 @@ enum state_status state_sqlite_write(struct sq *q, const char *sql,
                                      const char *text2, int64_t num,
                                      const char *text4);
 
+/* A reader for this thread to use, locked; give it back with
+ * state_sqlite_reader_put. */
+struct sq_reader *state_sqlite_reader_take(struct sq *q);
+void state_sqlite_reader_put(struct sq_reader *r);
+
 /* Takes q->mu and begins a write transaction; -1 when BEGIN failed (the
  * mutex is held all the same: end with state_sqlite_txn_end). */
 int state_sqlite_txn_begin(struct sq *q);
@@ -125,11 +153,33 @@ int state_sqlite_txn_begin(struct sq *q);
  * already over) and releases q->mu. */
 void state_sqlite_txn_end(struct sq *q, enum state_status result);
 
+/* ---- account cache and lease generation (state_sqlite_cache.c) ------ */
+
+/* Sets the cache up, mapping DIR/app.leasegen (without it nothing is
+ * ever covered, which is only slower); close frees it. */
+void state_sqlite_cache_open(struct sq_cache *c, const char *dir);
+void state_sqlite_cache_close(struct sq_cache *c);
+bool state_sqlite_cache_known(struct sq_cache *c, const char *account);
+void state_sqlite_cache_set_known(struct sq_cache *c, const char *account);
+/* The lease generation now; 0 when unavailable. */
+uint64_t state_sqlite_lease_gen(struct sq_cache *c);
+/* Called inside every transaction that takes a lease or drops a mark,
+ * before its commit. */
+void state_sqlite_lease_bump(struct sq_cache *c);
+/* Records that the marks of ids were committed, without lease holders,
+ * under generation gen (read inside that commit's transaction). */
+void state_sqlite_cache_cover(struct sq_cache *c, const gc_account *ids,
+                              size_t n, uint64_t gen);
+/* Every id is covered under the generation now. */
+bool state_sqlite_cache_covered(struct sq_cache *c, const char *const *ids,
+                                size_t n);
+
 /* ---- group commit (state_sqlite_commit.c) ---------------------------- */
 
-/* Starts the committer on db, which it uses under db_mu; 0 or -1. */
+/* Starts the committer on db, which it uses under db_mu, telling cache
+ * about covered marks; 0 or -1. */
 int state_sqlite_gc_start(struct group_commit *gc, sqlite3 *db,
-                          pthread_mutex_t *db_mu);
+                          pthread_mutex_t *db_mu, struct sq_cache *cache);
 
 /* Serves every caller still waiting, then stops the committer. */
 void state_sqlite_gc_stop(struct group_commit *gc);
@@ -143,6 +193,12 @@ state_sqlite_mark_pending_async(void *impl, const char *const *accounts,
                                 size_t n_counts, state_mark_cb done, void *arg);
 enum state_status state_sqlite_counter_add(void *impl, const char *name,
                                            int64_t delta);
+
+/* Adds counts to the gathering batch without waiting for them: the
+ * committer writes them with the next batch, or on their own within
+ * STATE_COUNT_DEFER_MS; -1 (logged) when they do not fit. */
+int state_sqlite_gc_defer(struct group_commit *gc,
+                          const struct state_count *counts, size_t n_counts);
 
 /* ---- leases and handled records (state_sqlite_lease.c) --------------- */
 

@@ -124,6 +124,7 @@ enum state_status state_sqlite_claim(void *impl, const char *owner,
     result = STATE_ERR;
     if (sq_lease_put(q, found, owner, last_fence + 1, now + lease_ms) < 0)
         goto out;
+    state_sqlite_lease_bump(&q->cache); /* its mark is no longer covered */
     if (db_commit(q->db) < 0)
         goto out;
     *account = found;
@@ -177,6 +178,8 @@ static int sq_unmark(struct sq *q, const char *account, int64_t version)
                      "DELETE FROM pending WHERE account = ?1"
                      " AND version = ?2",
                      "release", account, version, 0);
+    if (rc == 0 && sqlite3_changes(q->db) > 0)
+        state_sqlite_lease_bump(&q->cache); /* no longer pending */
     if (rc < 0 || sqlite3_changes(q->db) > 0)
         return rc;
     return sq_exec_num(q,

@@ -49,9 +49,9 @@
 #define HSRV_DEFAULT_MAX_BODY   (1u * 1024 * 1024)
 #define HSRV_DEFAULT_MAX_CONNS  64u
 /* MHD's per-connection pool holds the request line, the header block,
- * its own bookkeeping and the response headers; this is the room beyond
- * max_header it gets for the rest. */
-#define HSRV_POOL_SLACK (16u * 1024)
+ * its own bookkeeping and the response headers; this is the default
+ * room beyond max_header it gets for the rest (hsrv_config.header_room). */
+#define HSRV_DEFAULT_HEADER_ROOM (16u * 1024)
 /* Longest line MHD's error log may produce that we keep. */
 #define HSRV_LOG_LINE_MAX 512
 /* Most polling threads the async mode starts (one per CPU below it). */
@@ -403,11 +403,12 @@ static void hsrv_ignore_sigpipe(void)
         signal(SIGPIPE, SIG_IGN);
 }
 
-static size_t hsrv_pool_size(size_t max_header)
+/* MHD clears the whole pool after each request, so a pool larger than
+ * needed costs time on every request, not only memory. */
+static size_t hsrv_pool_size(const struct hsrv_config *cfg, size_t max_header)
 {
-    size_t pool = max_header + HSRV_POOL_SLACK;
-
-    return pool < 32u * 1024 ? 32u * 1024 : pool;
+    return max_header +
+           (cfg->header_room ? cfg->header_room : HSRV_DEFAULT_HEADER_ROOM);
 }
 
 /* Polling threads of the async mode: cfg->threads, or one per CPU. */
@@ -443,7 +444,8 @@ static struct MHD_Daemon *hsrv_daemon(struct hsrv *s, unsigned flags,
         MHD_OPTION_EXTERNAL_LOGGER, hsrv_mhd_log, s, /* must come first */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
         MHD_OPTION_NOTIFY_COMPLETED, hsrv_completed, s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, hsrv_pool_size(s->max_header),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        hsrv_pool_size(cfg, s->max_header),
         MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_conns ? cfg->max_conns : HSRV_DEFAULT_MAX_CONNS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,

@@ -50,6 +50,9 @@ struct hsrv_config {
     uint16_t port;         /* 0 picks a free port: see hsrv_port */
     size_t max_body;       /* bytes; larger bodies get 413 */
     size_t max_header;     /* bytes of the whole header block */
+    size_t header_room;    /* per-connection memory beyond max_header,
+                              for bookkeeping and the response headers;
+                              0: 16 KiB */
     unsigned max_conns;    /* simultaneous connections */
     unsigned conn_timeout_s;
     const char *tls_cert_pem; /* both set: HTTPS; both NULL: HTTP */

@@ -5,6 +5,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 void sig_sign(const char *secret, const void *body, size_t len,
@@ -26,6 +28,85 @@ bool sig_verify(const char *secret, const void *body, size_t len,
     if (header == NULL || strlen(header) != SIG_HEX_LEN)
         return false;
     sig_sign(secret, body, len, expected);
+    return CRYPTO_memcmp(expected, header, SIG_HEX_LEN) == 0;
+}
+
+/* HMAC-SHA256 (RFC 2104): SHA-256's block is 64 bytes; a longer key
+ * is hashed first. */
+#define SIG_BLOCK 64
+
+struct sig_key {
+    EVP_MD_CTX *inner; /* after absorbing key ^ 0x36.. */
+    EVP_MD_CTX *outer; /* after absorbing key ^ 0x5c.. */
+};
+
+static EVP_MD_CTX *sig_pad_ctx(const unsigned char *key, unsigned char pad)
+{
+    unsigned char block[SIG_BLOCK];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL)
+        xmalloc(SIZE_MAX); /* aborts through the out-of-memory policy */
+    for (size_t i = 0; i < SIG_BLOCK; i++)
+        block[i] = key[i] ^ pad;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, block, sizeof block);
+    OPENSSL_cleanse(block, sizeof block);
+    return ctx;
+}
+
+struct sig_key *sig_key_new(const char *secret)
+{
+    struct sig_key *k = xcalloc(1, sizeof *k);
+    unsigned char key[SIG_BLOCK] = {0};
+    size_t n = strlen(secret);
+
+    if (n > SIG_BLOCK)
+        EVP_Digest(secret, n, key, NULL, EVP_sha256(), NULL);
+    else
+        memcpy(key, secret, n);
+    k->inner = sig_pad_ctx(key, 0x36);
+    k->outer = sig_pad_ctx(key, 0x5c);
+    OPENSSL_cleanse(key, sizeof key);
+    return k;
+}
+
+void sig_key_free(struct sig_key *k)
+{
+    if (k == NULL)
+        return;
+    EVP_MD_CTX_free(k->inner); /* wipes its state */
+    EVP_MD_CTX_free(k->outer);
+    free(k);
+}
+
+void sig_key_sign(const struct sig_key *k, const void *body, size_t len,
+                  char out[SIG_HEX_LEN + 1])
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL)
+        xmalloc(SIZE_MAX);
+    EVP_MD_CTX_copy_ex(ctx, k->inner);
+    EVP_DigestUpdate(ctx, body, len);
+    EVP_DigestFinal_ex(ctx, d, &n);
+    EVP_MD_CTX_copy_ex(ctx, k->outer);
+    EVP_DigestUpdate(ctx, d, n);
+    EVP_DigestFinal_ex(ctx, d, &n);
+    EVP_MD_CTX_free(ctx);
+    hex_encode(d, n, out);
+}
+
+bool sig_key_verify(const struct sig_key *k, const void *body, size_t len,
+                    const char *header)
+{
+    char expected[SIG_HEX_LEN + 1];
+
+    if (header == NULL || strlen(header) != SIG_HEX_LEN)
+        return false;
+    sig_key_sign(k, body, len, expected);
     return CRYPTO_memcmp(expected, header, SIG_HEX_LEN) == 0;
 }
 

@@ -196,6 +196,48 @@ static void test_sig_verify_rejects(void **state)
         sig_verify(sig_secret, compact, sizeof compact - 1, sig_expected));
 }
 
+/* A prepared secret signs exactly like sig_sign, for secrets shorter
+ * than, equal to and longer than SHA-256's 64-byte block (RFC 4231
+ * case 6 for the long one), and rejects what sig_verify rejects. */
+static void test_sig_key(void **state)
+{
+    static const char rfc_data[] =
+        "Test Using Larger Than Block-Size Key - Hash Key First";
+    static const char rfc_mac[] =
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54";
+    static const size_t lens[] = {0, 1, 18, 63, 64, 65, 131, 200};
+    char secret[201], a[SIG_HEX_LEN + 1], b[SIG_HEX_LEN + 1];
+    size_t n = sizeof sig_body - 1;
+    struct sig_key *k;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        memset(secret, 0xaa, lens[i]);
+        secret[lens[i]] = '\0';
+        k = sig_key_new(secret);
+        sig_key_sign(k, sig_body, n, a);
+        sig_sign(secret, sig_body, n, b);
+        assert_string_equal(a, b);
+        assert_true(sig_key_verify(k, sig_body, n, b));
+        if (lens[i] == 131) {
+            sig_key_sign(k, rfc_data, sizeof rfc_data - 1, a);
+            assert_string_equal(a, rfc_mac);
+        }
+        sig_key_free(k);
+    }
+
+    k = sig_key_new(sig_secret);
+    assert_true(sig_key_verify(k, sig_body, n, sig_expected));
+    assert_false(sig_key_verify(k, sig_body, n, NULL));
+    assert_false(sig_key_verify(k, sig_body, n, ""));
+    assert_false(sig_key_verify(k, sig_body, n - 1, sig_expected));
+    memcpy(a, sig_expected, sizeof a);
+    a[0] = a[0] == '0' ? '1' : '0';
+    assert_false(sig_key_verify(k, sig_body, n, a));
+    sig_key_free(k);
+    sig_key_free(NULL);
+}
+
 /* ---- content_hash --------------------------------------------------- */
 
 static void test_content_hash_small(void **state)
@@ -414,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_buf_growth),
         cmocka_unit_test(test_sig_sign_vector),
         cmocka_unit_test(test_sig_verify_rejects),
+        cmocka_unit_test(test_sig_key),
         cmocka_unit_test(test_content_hash_small),
         cmocka_unit_test(test_content_hash_blocks),
         cmocka_unit_test(test_content_hash_incremental),

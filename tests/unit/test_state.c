@@ -184,6 +184,108 @@ static void test_release_follow_up(void **ctx)
                      STATE_NONE);
 }
 
+/* state_mark_covered on one account, no counts. */
+static enum state_status covered1(struct state *st, const char *account)
+{
+    const char *ids[1] = {account};
+
+    return state_mark_covered(st, ids, 1, NULL, 0);
+}
+
+static void test_covered(void **ctx)
+{
+    struct fixture *f = *ctx;
+    const char *both[2] = {"dbid:alice", "dbid:bob"};
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    /* Only a committed mark without a lease holder is covered. */
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
+    assert_int_equal(state_mark_covered(f->st, NULL, 0, NULL, 0), STATE_OK);
+    mark1(f->st, "dbid:alice");
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_OK);
+    assert_int_equal(state_mark_covered(f->st, both, 2, NULL, 0), STATE_NONE);
+
+    /* Taken by a worker: a new mark must bump the version again. */
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    free(acct);
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
+    mark1(f->st, "dbid:alice");
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
+
+    /* Released with a newer mark: pending, free, but nothing committed
+     * since the release vouches for it until the next mark. */
+    assert_int_equal(state_release(f->st, "dbid:alice", fence, v), STATE_OK);
+    assert_true(is_pending(f->st, "dbid:alice"));
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
+    mark1(f->st, "dbid:alice");
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_OK);
+
+    /* Released with the claimed version: the mark is gone. */
+    assert_int_equal(state_claim(f->st, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    free(acct);
+    assert_int_equal(state_release(f->st, "dbid:alice", fence, v), STATE_OK);
+    assert_false(is_pending(f->st, "dbid:alice"));
+    assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
+}
+
+/* A claim made through another handle (another process, as far as the
+ * store can tell: its own connection and cache) ends the cover too. */
+static void test_covered_other_handle(void **ctx)
+{
+    struct fixture *f = *ctx;
+    struct state *other = state_open_sqlite(f->dir);
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    assert_non_null(other);
+    mark1(f->st, "dbid:dave");
+    assert_int_equal(covered1(f->st, "dbid:dave"), STATE_OK);
+    assert_int_equal(state_claim(other, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    assert_string_equal(acct, "dbid:dave");
+    free(acct);
+    assert_int_equal(covered1(f->st, "dbid:dave"), STATE_NONE);
+    assert_int_equal(state_release(other, "dbid:dave", fence, v), STATE_OK);
+    state_close(other);
+}
+
+static int64_t counter(struct state *st, const char *name)
+{
+    int64_t v = -1;
+
+    assert_int_equal(state_counter_get(st, name, &v), STATE_OK);
+    return v;
+}
+
+/* Counts given to a covered mark are written soon without anyone
+ * waiting, and at the latest when the store closes. */
+static void test_covered_counts(void **ctx)
+{
+    struct fixture *f = *ctx;
+    const char *ids[1] = {"dbid:erin"};
+    struct state_count c[2] = {{"notifications", 1}, {"unknown_accounts", 2}};
+
+    mark1(f->st, "dbid:erin");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(state_mark_covered(f->st, ids, 1, c, 2), STATE_OK);
+    for (int i = 0; i < 200 && counter(f->st, "notifications") < 3; i++)
+        sleep_ms(10);
+    assert_int_equal(counter(f->st, "notifications"), 3);
+    assert_int_equal(counter(f->st, "unknown_accounts"), 6);
+
+    assert_int_equal(state_mark_covered(f->st, NULL, 0, c, 1), STATE_OK);
+    state_close(f->st);
+    f->st = state_open_sqlite(f->dir);
+    assert_non_null(f->st);
+    assert_int_equal(counter(f->st, "notifications"), 4);
+    assert_int_equal(state_mark_covered(f->st, ids, 1, c, 1), STATE_NONE);
+}
+
 static void test_expiry_and_fences(void **ctx)
 {
     struct fixture *f = *ctx;
@@ -482,6 +584,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expiry_and_fences, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_covered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_covered_other_handle, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_covered_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
