@@ -180,6 +180,8 @@ void state_sqlite_reader_put(struct sq_reader *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* ---- covered marks (state_sqlite_cache.c) ------------------------------ */
+
 static enum state_status sq_mark_covered(void *impl,
                                          const char *const *accounts, size_t n,
                                          const struct state_count *counts,
@@ -566,7 +568,12 @@ struct state *state_open_sqlite(const char *dir)
         free(q);
         goto fail;
     }
-    state_sqlite_cache_open(&q->cache, dir);
+    if (state_sqlite_cache_open(&q->cache, dir, db) < 0) {
+        state_sqlite_cache_close(&q->cache);
+        sq_readers_close(q);
+        free(q);
+        goto fail;
+    }
     pthread_mutex_init(&q->mu, NULL);
     if (state_sqlite_gc_start(&q->gc, q->db, &q->mu, &q->cache) < 0) {
         pthread_mutex_destroy(&q->mu);

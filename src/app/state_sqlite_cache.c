@@ -9,7 +9,9 @@
  *    its lease, while the lease generation (below) had this value.
  *
  * The lease generation is a counter in DATA/app.leasegen, mapped by
- * every process that opens the store.  A transaction that takes a lease
+ * every process that opens the store (opening fails without it, and
+ * when the file is not the one the other processes use: see
+ * sq_lease_adopt).  A transaction that takes a lease
  * or drops a mark (claim, release) bumps it while it holds SQLite's
  * write lock, before it commits.  The committer reads it inside its own
  * write transaction, so as long as the counter keeps that value no claim
@@ -19,6 +21,7 @@
  */
 #include "app/state_sqlite_impl.h"
 
+#include "common/db.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -27,15 +30,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
+#include <sys/random.h>
 #include <unistd.h>
 
-/* The mapped file: one page, the counter at its start. */
 #define SQ_LEASE_GEN_FILE "app.leasegen"
-#define SQ_LEASE_GEN_SIZE 4096
 
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
+_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && sizeof(long) == 8,
                "the lease generation is shared between processes");
 
 static size_t sq_cache_hash(const char *s)
@@ -104,13 +106,12 @@ void state_sqlite_cache_set_known(struct sq_cache *c, const char *account)
 
 uint64_t state_sqlite_lease_gen(struct sq_cache *c)
 {
-    return c->lease_gen != NULL ? atomic_load(c->lease_gen) : 0;
+    return atomic_load(&c->page->gen);
 }
 
 void state_sqlite_lease_bump(struct sq_cache *c)
 {
-    if (c->lease_gen != NULL)
-        atomic_fetch_add(c->lease_gen, 1);
+    atomic_fetch_add(&c->page->gen, 1);
 }
 
 void state_sqlite_cache_cover(struct sq_cache *c, const gc_account *ids,
@@ -145,54 +146,152 @@ bool state_sqlite_cache_covered(struct sq_cache *c, const char *const *ids,
     return covered;
 }
 
-/* Maps DIR/app.leasegen, creating it; the counter starts at 1 so that 0
- * can mean "none".  Without it nothing is ever covered, which is only
- * slower. */
-static void sq_lease_gen_map(struct sq_cache *c, const char *dir)
+/* Maps DIR/app.leasegen (creating it, its block allocated so that a
+ * store through the mapping can never fault); 0 or -1 (logged). */
+static int sq_lease_map(struct sq_cache *c, const char *dir)
 {
     char *path = xasprintf("%s/%s", dir, SQ_LEASE_GEN_FILE);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    struct stat sb;
     void *mem = MAP_FAILED;
-    uint64_t zero = 0;
+    int err = 0;
 
-    if (fd < 0 || fstat(fd, &sb) < 0 ||
-        (sb.st_size < SQ_LEASE_GEN_SIZE &&
-         ftruncate(fd, SQ_LEASE_GEN_SIZE) < 0)) {
-        LOG_W("state lease generation unavailable path=%s error=\"%s\"", path,
-              strerror(errno));
-        goto out;
+    if (fd < 0)
+        err = errno;
+    else
+        err = posix_fallocate(fd, 0, sizeof(struct sq_lease_page));
+    if (err == 0) {
+        mem = mmap(NULL, sizeof(struct sq_lease_page),
+                   PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem == MAP_FAILED)
+            err = errno;
     }
-    mem = mmap(NULL, SQ_LEASE_GEN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-               fd, 0);
-    if (mem == MAP_FAILED) {
-        LOG_W("state lease generation unavailable path=%s error=\"%s\"", path,
-              strerror(errno));
-        goto out;
-    }
-    c->lease_gen = mem;
-    atomic_compare_exchange_strong(c->lease_gen, &zero, 1);
-
-out:
+    if (err != 0)
+        LOG_E("state cannot map the lease generation path=%s error=\"%s\"",
+              path, strerror(err));
+    else
+        c->page = mem;
     if (fd >= 0)
         close(fd);
     free(path);
+    return err == 0 ? 0 : -1;
 }
 
-void state_sqlite_cache_open(struct sq_cache *c, const char *dir)
+static uint64_t sq_random_nonce(void)
+{
+    uint64_t n = 0;
+
+    while (n == 0) {
+        if (getrandom(&n, sizeof n, 0) != (ssize_t)sizeof n)
+            n = (uint64_t)state_now_ms() ^ ((uint64_t)getpid() << 32);
+    }
+    return n;
+}
+
+/* Reads the nonce app.db holds for its lease generation file (0: none
+ * yet).  Called inside a transaction. */
+static int sq_db_nonce(sqlite3 *db, uint64_t *nonce)
+{
+    sqlite3_stmt *s = db_prepare(db, "SELECT value FROM meta"
+                                     " WHERE name = 'leasegen_nonce'");
+    enum state_status rc = state_sqlite_step_row(db, s, "open");
+
+    *nonce = rc == STATE_OK ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return rc == STATE_ERR ? -1 : 0;
+}
+
+/* Gives a new nonce to the file and to app.db, so that they belong
+ * together.  Called inside a transaction. */
+static int sq_lease_renew(struct sq_cache *c, sqlite3 *db)
+{
+    uint64_t nonce = sq_random_nonce();
+    uint64_t zero = 0;
+    sqlite3_stmt *s;
+    int rc;
+
+    s = db_prepare(db, "INSERT INTO meta(name, value)"
+                       " VALUES('leasegen_nonce', ?1) ON CONFLICT(name)"
+                       " DO UPDATE SET value = excluded.value");
+    sqlite3_bind_int64(s, 1, (int64_t)nonce);
+    rc = state_sqlite_step_done(db, s, "open");
+    sqlite3_finalize(s);
+    if (rc < 0)
+        return -1;
+    atomic_compare_exchange_strong(&c->page->gen, &zero, 1);
+    atomic_store(&c->page->nonce, nonce);
+    return 0;
+}
+
+/* Makes sure every process of this store uses this very file: app.db
+ * keeps the nonce the file holds.  A file that does not match (removed
+ * and made anew, or app.db restored) is only renewed when no other
+ * process has the store open, since one of them could still be using
+ * the old file; otherwise opening fails.  0 or -1 (logged). */
+static int sq_lease_adopt(struct sq_cache *c, const char *dir, sqlite3 *db)
+{
+    uint64_t db_nonce = 0;
+    bool alone = false;
+    int rc = -1;
+
+    if (db_begin(db) < 0)
+        return -1;
+    if (sq_db_nonce(db, &db_nonce) < 0)
+        goto out;
+    if (db_nonce != 0 && db_nonce == atomic_load(&c->page->nonce)) {
+        rc = 0; /* the usual case: nothing to write */
+        goto out;
+    }
+    if (db_nonce != 0) {
+        alone = flock(c->dir_fd, LOCK_EX | LOCK_NB) == 0;
+        if (!alone) {
+            LOG_E("state %s/%s does not belong to app.db (removed or"
+                  " restored?) while other dbxhook processes use %s:"
+                  " stop them all, then start again",
+                  dir, SQ_LEASE_GEN_FILE, dir);
+            goto out;
+        }
+        LOG_W("state lease generation file renewed dir=%s", dir);
+    }
+    rc = sq_lease_renew(c, db);
+
+out:
+    if (rc == 0 && db_commit(db) < 0)
+        rc = -1;
+    if (rc < 0)
+        db_rollback(db);
+    if (alone)
+        flock(c->dir_fd, LOCK_SH);
+    return rc;
+}
+
+int state_sqlite_cache_open(struct sq_cache *c, const char *dir, sqlite3 *db)
 {
     c->slots = xcalloc(SQ_CACHE_SLOTS, sizeof *c->slots);
     c->used = 0;
+    c->page = NULL;
     pthread_rwlock_init(&c->lock, NULL);
-    sq_lease_gen_map(c, dir);
+    c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->dir_fd < 0 || flock(c->dir_fd, LOCK_SH) < 0) {
+        LOG_E("state cannot lock dir=%s error=\"%s\"", dir, strerror(errno));
+        goto fail;
+    }
+    if (sq_lease_map(c, dir) < 0 || sq_lease_adopt(c, dir, db) < 0)
+        goto fail;
+    return 0;
+
+fail:
+    state_sqlite_cache_close(c);
+    return -1;
 }
 
 void state_sqlite_cache_close(struct sq_cache *c)
 {
     if (c->slots == NULL)
         return;
-    if (c->lease_gen != NULL)
-        munmap((void *)c->lease_gen, SQ_LEASE_GEN_SIZE);
+    if (c->page != NULL)
+        munmap(c->page, sizeof *c->page);
+    if (c->dir_fd >= 0)
+        close(c->dir_fd); /* releases the lock */
     free(c->slots);
     c->slots = NULL;
     pthread_rwlock_destroy(&c->lock);

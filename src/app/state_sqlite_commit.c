@@ -308,14 +308,21 @@ static int gc_add_count(struct gc_batch *b, const char *name, int64_t delta)
     return 0;
 }
 
-/* Adds every delta (gc->mu held); -1 (logged) when one does not fit. */
+/* Adds every delta (gc->mu held), or none: -1 (logged) when one does
+ * not fit. */
 static int gc_add_counts(struct gc_batch *b, const struct state_count *counts,
                          size_t n_counts)
 {
+    struct gc_count saved[GC_COUNTERS_MAX];
+    size_t n_saved = b->n_counts;
+
+    memcpy(saved, b->counts, n_saved * sizeof *saved);
     for (size_t i = 0; i < n_counts; i++) {
         if (gc_add_count(b, counts[i].name, counts[i].delta) < 0) {
             LOG_E("state too many counters in one commit name=%s",
                   counts[i].name);
+            memcpy(b->counts, saved, n_saved * sizeof *saved);
+            b->n_counts = n_saved;
             return -1;
         }
     }

@@ -92,12 +92,19 @@ struct sq_slot {
     uint64_t cover_gen; /* lease generation of a covered mark; 0: none */
 };
 
+/* DATA/app.leasegen as every process maps it. */
+struct sq_lease_page {
+    _Atomic uint64_t gen;   /* the lease generation; never 0 */
+    _Atomic uint64_t nonce; /* equals meta.leasegen_nonce in app.db */
+};
+
 /* What the receiver learns without a query (state_sqlite_cache.c). */
 struct sq_cache {
     pthread_rwlock_t lock; /* guards slots and used */
     struct sq_slot *slots;
     size_t used;
-    _Atomic uint64_t *lease_gen; /* mapped, shared; NULL: unavailable */
+    struct sq_lease_page *page; /* mapped, shared by every process */
+    int dir_fd; /* the data dir, locked shared while the store is open */
 };
 
 /* Read-only connections beside the writing one (WAL lets them read
@@ -155,13 +162,15 @@ void state_sqlite_txn_end(struct sq *q, enum state_status result);
 
 /* ---- account cache and lease generation (state_sqlite_cache.c) ------ */
 
-/* Sets the cache up, mapping DIR/app.leasegen (without it nothing is
- * ever covered, which is only slower); close frees it. */
-void state_sqlite_cache_open(struct sq_cache *c, const char *dir);
+/* Sets the cache up and maps DIR/app.leasegen, checking with db (the
+ * writing connection) that it is the file every other process uses;
+ * 0, or -1 (logged) when the store must not be opened.  close frees
+ * it (also after a failed open). */
+int state_sqlite_cache_open(struct sq_cache *c, const char *dir, sqlite3 *db);
 void state_sqlite_cache_close(struct sq_cache *c);
 bool state_sqlite_cache_known(struct sq_cache *c, const char *account);
 void state_sqlite_cache_set_known(struct sq_cache *c, const char *account);
-/* The lease generation now; 0 when unavailable. */
+/* The lease generation now. */
 uint64_t state_sqlite_lease_gen(struct sq_cache *c);
 /* Called inside every transaction that takes a lease or drops a mark,
  * before its commit. */

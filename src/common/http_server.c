@@ -67,6 +67,10 @@ struct hsrv {
     bool async;
     atomic_bool running; /* startup over: MHD's messages become routine */
     char *cert_pem;      /* kept for the daemon's lifetime */
+    /* The answer "200, no body, no header of ours", made once: most
+     * notifications get it, and MHD may send one response object on
+     * many connections at once. */
+    struct MHD_Response *empty_200;
     char *key_pem;
     /* Requests between hsrv_later and hsrv_answer, and the signal for
      * their answers (hsrv_stop waits for them; the blocking mode's
@@ -86,7 +90,7 @@ struct hsrv_request {
     bool later;     /* hsrv_later was called */
     bool answered;  /* hsrv_answer filled later_resp (srv->later_mu) */
     struct hsrv_response later_resp;
-    char peer[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* "" until hsrv_peer works it out */
 };
 
 /* ---- MHD glue ------------------------------------------------------- */
@@ -137,12 +141,21 @@ static void hsrv_peer_text(struct MHD_Connection *conn, char *out,
     }
 }
 
-static enum MHD_Result hsrv_queue(struct MHD_Connection *conn,
+static bool hsrv_is_empty_200(const struct hsrv_response *resp)
+{
+    return resp->status == 200 && resp->body_len == 0 &&
+           resp->content_type == NULL && resp->header_count == 0;
+}
+
+static enum MHD_Result hsrv_queue(struct hsrv *s, struct MHD_Connection *conn,
                                   struct hsrv_response *resp)
 {
     struct MHD_Response *r;
     enum MHD_Result ok = MHD_YES;
     int status = resp->status ? resp->status : 500;
+
+    if (s->empty_200 != NULL && hsrv_is_empty_200(resp))
+        return MHD_queue_response(conn, 200, s->empty_200);
 
     /* MHD frees the body with free() once sent, so it takes ownership. */
     r = MHD_create_response_from_buffer(
@@ -177,14 +190,15 @@ static void hsrv_response_clear(struct hsrv_response *resp)
     memset(resp, 0, sizeof *resp);
 }
 
-static enum MHD_Result hsrv_queue_text(struct MHD_Connection *conn, int status,
+static enum MHD_Result hsrv_queue_text(struct hsrv *s,
+                                       struct MHD_Connection *conn, int status,
                                        const char *text)
 {
     struct hsrv_response resp = {0};
     enum MHD_Result ok;
 
     hsrv_reply_str(&resp, status, "text/plain", text);
-    ok = hsrv_queue(conn, &resp);
+    ok = hsrv_queue(s, conn, &resp);
     hsrv_response_clear(&resp);
     return ok;
 }
@@ -241,7 +255,7 @@ static enum MHD_Result hsrv_queue_later(struct hsrv *s,
     while (!req->answered)
         pthread_cond_wait(&s->later_cv, &s->later_mu);
     pthread_mutex_unlock(&s->later_mu);
-    ok = hsrv_queue(req->conn, &req->later_resp);
+    ok = hsrv_queue(s, req->conn, &req->later_resp);
     hsrv_response_clear(&req->later_resp);
     return ok;
 }
@@ -294,16 +308,15 @@ static enum MHD_Result hsrv_first_call(struct hsrv *s,
     req->method = method;
     req->path = url;
     buf_init(&req->body, s->max_body);
-    hsrv_peer_text(conn, req->peer, sizeof req->peer);
     *con_cls = req;
 
     if (hsrv_headers_too_large(s, conn)) {
-        LOG_I("hsrv reject status=431 peer=%s", req->peer);
-        return hsrv_queue_text(conn, 431, "request header too large\n");
+        LOG_I("hsrv reject status=431 peer=%s", hsrv_peer(req));
+        return hsrv_queue_text(s, conn, 431, "request header too large\n");
     }
     if (hsrv_length_too_large(s, conn)) {
-        LOG_I("hsrv reject status=413 peer=%s", req->peer);
-        return hsrv_queue_text(conn, 413, "request body too large\n");
+        LOG_I("hsrv reject status=413 peer=%s", hsrv_peer(req));
+        return hsrv_queue_text(s, conn, 413, "request body too large\n");
     }
     return MHD_YES;
 }
@@ -336,8 +349,8 @@ static enum MHD_Result hsrv_access(void *cls, struct MHD_Connection *conn,
     if (req->later)
         return hsrv_queue_later(s, req);
     if (req->too_large) {
-        LOG_I("hsrv reject status=413 peer=%s", req->peer);
-        return hsrv_queue_text(conn, 413, "request body too large\n");
+        LOG_I("hsrv reject status=413 peer=%s", hsrv_peer(req));
+        return hsrv_queue_text(s, conn, 413, "request body too large\n");
     }
     s->handler(s->ctx, req, &resp);
     if (req->later) {
@@ -346,7 +359,7 @@ static enum MHD_Result hsrv_access(void *cls, struct MHD_Connection *conn,
             return MHD_YES; /* suspended; called again once answered */
         return hsrv_queue_later(s, req);
     }
-    ok = hsrv_queue(conn, &resp);
+    ok = hsrv_queue(s, conn, &resp);
     hsrv_response_clear(&resp);
     return ok;
 }
@@ -485,6 +498,9 @@ struct hsrv *hsrv_start(const struct hsrv_config *cfg)
         s->cert_pem = xstrdup(cfg->tls_cert_pem);
         s->key_pem = xstrdup(cfg->tls_key_pem);
     }
+    /* Without it every answer is simply made afresh. */
+    s->empty_200 =
+        MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
     s->daemon = hsrv_daemon(s, flags | (unsigned)family_flags, cfg, &addr);
     if (s->daemon == NULL) {
         LOG_E("hsrv cannot start addr=%s port=%u tls=%s", cfg->bind_addr,
@@ -519,6 +535,8 @@ void hsrv_stop(struct hsrv *s)
     /* This joins every MHD thread, so no handler runs once it returns. */
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
+    if (s->empty_200 != NULL)
+        MHD_destroy_response(s->empty_200);
     pthread_cond_destroy(&s->later_cv);
     pthread_mutex_destroy(&s->later_mu);
     free(s->cert_pem);
@@ -583,7 +601,13 @@ const char *hsrv_query(const struct hsrv_request *req, const char *name)
 
 const char *hsrv_peer(const struct hsrv_request *req)
 {
-    return req->peer;
+    /* Worked out on first use (mostly for a log line): each request is
+     * in one thread's hands at a time, so the cast is safe. */
+    struct hsrv_request *r = (struct hsrv_request *)req;
+
+    if (r->peer[0] == '\0')
+        hsrv_peer_text(r->conn, r->peer, sizeof r->peer);
+    return r->peer;
 }
 
 /* ---- response helpers ----------------------------------------------- */

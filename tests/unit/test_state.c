@@ -286,6 +286,57 @@ static void test_covered_counts(void **ctx)
     assert_int_equal(state_mark_covered(f->st, ids, 1, c, 1), STATE_NONE);
 }
 
+/* Review findings: a process claiming without bumping the generation the
+ * receiver reads would let a covered 200 lose a change.  So a store whose
+ * app.leasegen cannot be mapped does not open at all... */
+static void test_open_needs_leasegen(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char path[128], moved[160];
+
+    snprintf(path, sizeof path, "%s/app.leasegen", f->dir);
+    snprintf(moved, sizeof moved, "%s.moved", path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_null(state_open_sqlite(f->dir));
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rename(moved, path), 0);
+    assert_non_null(f->st);
+}
+
+/* ...and one whose app.leasegen was removed (a new file would not be the
+ * one the running processes use) opens only once no other process has
+ * the store open, renewing the file for all. */
+static void test_leasegen_replaced(void **ctx)
+{
+    struct fixture *f = *ctx;
+    char path[128];
+    struct state *other;
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    snprintf(path, sizeof path, "%s/app.leasegen", f->dir);
+    mark1(f->st, "dbid:hank");
+    assert_int_equal(covered1(f->st, "dbid:hank"), STATE_OK);
+    assert_int_equal(unlink(path), 0);
+    assert_null(state_open_sqlite(f->dir));
+    state_close(f->st);
+    f->st = state_open_sqlite(f->dir);
+    assert_non_null(f->st);
+    other = state_open_sqlite(f->dir);
+    assert_non_null(other);
+    mark1(f->st, "dbid:hank");
+    assert_int_equal(covered1(f->st, "dbid:hank"), STATE_OK);
+    assert_int_equal(state_claim(other, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    assert_string_equal(acct, "dbid:hank");
+    free(acct);
+    assert_int_equal(covered1(f->st, "dbid:hank"), STATE_NONE);
+    assert_int_equal(state_release(other, "dbid:hank", fence, v), STATE_OK);
+    state_close(other);
+}
+
 static void test_expiry_and_fences(void **ctx)
 {
     struct fixture *f = *ctx;
@@ -588,6 +639,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_covered_other_handle, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_covered_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_needs_leasegen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_leasegen_replaced, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
