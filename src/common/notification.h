@@ -36,6 +36,12 @@ char *notification_body(const char *const *accounts, const int64_t *uids,
  * a duplicated key anywhere counts as malformed. */
 int notification_parse(const char *body, size_t len, char ***accounts,
                        size_t *n);
+/* The same answers, always through the JSON library.  notification_parse
+ * first matches the exact layout the sender uses (the one
+ * notification_body writes) byte for byte, which costs a tenth of a
+ * JSON parse, and hands every other body to this function. */
+int notification_parse_json(const char *body, size_t len, char ***accounts,
+                            size_t *n);
 void notification_accounts_free(char **accounts, size_t n);
 
 #endif

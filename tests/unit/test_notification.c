@@ -111,6 +111,109 @@ static void test_parse_rejects(void **state)
     }
 }
 
+/* notification_parse (the sender's exact layout first) and
+ * notification_parse_json (always the JSON library) give the same answer
+ * for the sender's bodies, hand-made edge cases and many mutations of
+ * them (a fixed pseudo-random sequence, so a failure repeats). */
+#define FUZZ_ROUNDS 40000
+
+static uint64_t fuzz_next(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void same_answer(const char *body, size_t len)
+{
+    char **a = NULL, **b = NULL;
+    size_t na = 0, nb = 0;
+    int ra = notification_parse(body, len, &a, &na);
+    int rb = notification_parse_json(body, len, &b, &nb);
+
+    if (ra != rb || na != nb)
+        fail_msg("parsers disagree (%d/%d, %zu/%zu): %.*s", ra, rb, na, nb,
+                 (int)len, body);
+    for (size_t i = 0; i < na; i++)
+        assert_string_equal(a[i], b[i]);
+    notification_accounts_free(a, na);
+    notification_accounts_free(b, nb);
+}
+
+static void test_parse_fast_matches_json(void **state)
+{
+    static const char *const edges[] = {
+        "{\"list_folder\": {\"accounts\": [\"dbid:\\u0041\"]}, "
+        "\"delta\": {\"users\": [1]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"delta\": {\"users\": [012]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"delta\": {\"users\": [123456789012345678]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"delta\": {\"users\": [99999999999999999999]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\", ]}, "
+        "\"delta\": {\"users\": [1]}}",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"delta\": {\"users\": [1]}} ",
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\"]}, "
+        "\"delta\": {\"users\": [-1]}}",
+        "{\"list_folder\": {\"accounts\": []}, \"delta\": {\"users\": []}}",
+    };
+    static const char alphabet[] = "\"\\,:[]{}019aZ_- \t\nud";
+    const char *ids[10];
+    int64_t uids[10];
+    char names[10][16];
+    char *seeds[12];
+    size_t n_seeds = 0;
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    char buf[512];
+
+    (void)state;
+    for (size_t i = 0; i < 10; i++) {
+        snprintf(names[i], sizeof names[i], "dbid:AAB_%zu-x", i);
+        ids[i] = names[i];
+        uids[i] = 1000 + (int64_t)i;
+    }
+    for (size_t k = 0; k <= 10; k += 1 + k / 2)
+        seeds[n_seeds++] = notification_body(ids, uids, k);
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        same_answer(edges[i], strlen(edges[i]));
+    for (size_t i = 0; i < n_seeds; i++)
+        same_answer(seeds[i], strlen(seeds[i]));
+
+    for (int round = 0; round < FUZZ_ROUNDS; round++) {
+        const char *seed = seeds[fuzz_next(&x) % n_seeds];
+        size_t len = strlen(seed);
+        int edits = 1 + (int)(fuzz_next(&x) % 3);
+
+        memcpy(buf, seed, len);
+        for (int e = 0; e < edits && len > 0; e++) {
+            size_t at = fuzz_next(&x) % len;
+            char c = alphabet[fuzz_next(&x) % (sizeof alphabet - 1)];
+
+            switch (fuzz_next(&x) % 3) {
+            case 0: /* replace */
+                buf[at] = c;
+                break;
+            case 1: /* delete */
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+                break;
+            default: /* insert */
+                if (len + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = c;
+                    len++;
+                }
+            }
+        }
+        same_answer(buf, len);
+    }
+    for (size_t i = 0; i < n_seeds; i++)
+        free(seeds[i]);
+}
+
 static void test_account_valid(void **state)
 {
     char longest[NOTIFICATION_ACCOUNT_MAX + 2];
@@ -170,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_body_several_and_none),
         cmocka_unit_test(test_parse_round_trip),
         cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_parse_fast_matches_json),
         cmocka_unit_test(test_account_valid),
         cmocka_unit_test(test_jsonx_string),
         cmocka_unit_test(test_jsonx_dumps_ascii),
