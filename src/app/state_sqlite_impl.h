@@ -111,7 +111,7 @@ struct sq_cache {
  * while the committer writes), so the receiver's questions never wait
  * for a commit.  Several, so that the HTTP threads seldom queue for one;
  * each is used under its own mutex. */
-#define SQ_READERS 4
+#define SQ_READERS 2
 
 struct sq_reader {
     pthread_mutex_t mu;
