@@ -42,7 +42,7 @@ extern char **environ;
 #define DEMO_UPLOAD_ATTEMPTS 5
 #define DEMO_REPORT_MAX 10  /* files named when conversions are missing */
 #define DEMO_PROGRESS_EVERY 10
-#define DEMO_STATS_TRIES 20 /* reads of the stats: see demo_read_stats */
+#define DEMO_STATS_TRIES 20 /* reads of the counts: see demo_read_counts */
 #define DEMO_STATS_WAIT_MS 100
 
 struct demo_opts {
@@ -747,39 +747,57 @@ static void demo_counter(json_t *obj, const char *key, char out[32])
         snprintf(out, 32, "?");
 }
 
-/* The cloud records a delivery once the app's 200 is back, a moment
- * after the app counted the notification; so the cloud's figure is read
- * until it has caught up with the app's (briefly: it is only a summary). */
-static void demo_read_stats(struct demo *d, json_t *counters,
-                            json_t **stats)
-{
-    json_int_t received =
-        json_integer_value(json_object_get(counters, "notifications"));
-
-    for (int i = 0; d->admin != NULL && i < DEMO_STATS_TRIES; i++) {
-        json_decref(*stats);
-        *stats = NULL;
-        if (demo_admin(d, "stats", json_object(), stats) < 0)
-            return;
-        if (json_integer_value(json_object_get(
-                *stats, "notifications_delivered")) >= received)
-            return;
-        demo_sleep_ms(DEMO_STATS_WAIT_MS);
-    }
-}
-
-static void demo_summary(struct demo *d, bool ok)
+static json_t *demo_app_status(struct demo *d)
 {
     const char *args[] = {"status", NULL};
-    json_t *stats = NULL, *status = NULL, *counters;
-    char delivered[32], received[32], pages[32], conversions[32];
+    json_t *status = NULL;
     struct buf out;
 
     buf_init(&out, DEMO_MAX_STATUS_JSON);
     if (d->account_id != NULL && demo_appctl(d, args, NULL, &out) == 0)
         status = json_loadb(out.data, out.len, 0, NULL);
+    buf_free(&out);
+    return status;
+}
+
+static json_int_t demo_int(json_t *obj, const char *key)
+{
+    return json_integer_value(json_object_get(obj, key));
+}
+
+/* The two sides count at different moments: the cloud records a
+ * delivery once the app's 200 is back, and the app writes the count of
+ * a notification it answered without a commit within 10 ms of the 200.
+ * So both are read until they agree, briefly (it is only a summary). */
+static void demo_read_counts(struct demo *d, json_t **status, json_t **stats)
+{
+    for (int i = 0; d->admin != NULL && i < DEMO_STATS_TRIES; i++) {
+        json_int_t received, delivered;
+
+        json_decref(*stats);
+        *stats = NULL;
+        if (demo_admin(d, "stats", json_object(), stats) < 0)
+            return;
+        received = demo_int(json_object_get(*status, "counters"),
+                            "notifications");
+        delivered = demo_int(*stats, "notifications_delivered");
+        if (delivered == received)
+            return;
+        demo_sleep_ms(DEMO_STATS_WAIT_MS);
+        if (delivered > received) {
+            json_decref(*status);
+            *status = demo_app_status(d);
+        }
+    }
+}
+
+static void demo_summary(struct demo *d, bool ok)
+{
+    json_t *stats = NULL, *status = demo_app_status(d), *counters;
+    char delivered[32], received[32], pages[32], conversions[32];
+
+    demo_read_counts(d, &status, &stats);
     counters = json_object_get(status, "counters");
-    demo_read_stats(d, counters, &stats);
     demo_counter(stats, "notifications_delivered", delivered);
     demo_counter(counters, "notifications", received);
     demo_counter(counters, "pages", pages);
@@ -802,7 +820,6 @@ static void demo_summary(struct demo *d, bool ok)
            (double)(time_mono_ms() - d->start_ms) / 1000.0);
     json_decref(stats);
     json_decref(status);
-    buf_free(&out);
 }
 
 /* ---- the whole run ---------------------------------------------------- */
