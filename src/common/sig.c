@@ -20,16 +20,6 @@ void sig_sign(const char *secret, const void *body, size_t len,
     hex_encode(mac, mac_len, out);
 }
 
-bool sig_verify(const char *secret, const void *body, size_t len,
-                const char *header)
-{
-    char expected[SIG_HEX_LEN + 1];
-
-    if (header == NULL || strlen(header) != SIG_HEX_LEN)
-        return false;
-    sig_sign(secret, body, len, expected);
-    return CRYPTO_memcmp(expected, header, SIG_HEX_LEN) == 0;
-}
 
 /* HMAC-SHA256 (RFC 2104): SHA-256's block is 64 bytes; a longer key
  * is hashed first. */
@@ -108,6 +98,16 @@ bool sig_key_verify(const struct sig_key *k, const void *body, size_t len,
         return false;
     sig_key_sign(k, body, len, expected);
     return CRYPTO_memcmp(expected, header, SIG_HEX_LEN) == 0;
+}
+
+bool sig_verify(const char *secret, const void *body, size_t len,
+                const char *header)
+{
+    struct sig_key *k = sig_key_new(secret);
+    bool ok = sig_key_verify(k, body, len, header);
+
+    sig_key_free(k);
+    return ok;
 }
 
 static void digest_into(EVP_MD_CTX *ctx, unsigned char *out)

@@ -232,25 +232,35 @@ static void test_covered(void **ctx)
     assert_int_equal(covered1(f->st, "dbid:alice"), STATE_NONE);
 }
 
+/* account, marked through st, is covered until a worker claims it
+ * through other (another process, as far as the store can tell: its own
+ * connection and cache); released again afterwards. */
+static void claim_ends_cover(struct state *st, struct state *other,
+                             const char *account)
+{
+    char *acct = NULL;
+    uint64_t fence;
+    int64_t v;
+
+    mark1(st, account);
+    assert_int_equal(covered1(st, account), STATE_OK);
+    assert_int_equal(state_claim(other, "w", 10000, &acct, &fence, &v),
+                     STATE_OK);
+    assert_string_equal(acct, account);
+    free(acct);
+    assert_int_equal(covered1(st, account), STATE_NONE);
+    assert_int_equal(state_release(other, account, fence, v), STATE_OK);
+}
+
 /* A claim made through another handle (another process, as far as the
  * store can tell: its own connection and cache) ends the cover too. */
 static void test_covered_other_handle(void **ctx)
 {
     struct fixture *f = *ctx;
     struct state *other = state_open_sqlite(f->dir);
-    char *acct = NULL;
-    uint64_t fence;
-    int64_t v;
 
     assert_non_null(other);
-    mark1(f->st, "dbid:dave");
-    assert_int_equal(covered1(f->st, "dbid:dave"), STATE_OK);
-    assert_int_equal(state_claim(other, "w", 10000, &acct, &fence, &v),
-                     STATE_OK);
-    assert_string_equal(acct, "dbid:dave");
-    free(acct);
-    assert_int_equal(covered1(f->st, "dbid:dave"), STATE_NONE);
-    assert_int_equal(state_release(other, "dbid:dave", fence, v), STATE_OK);
+    claim_ends_cover(f->st, other, "dbid:dave");
     state_close(other);
 }
 
@@ -312,9 +322,6 @@ static void test_leasegen_replaced(void **ctx)
     struct fixture *f = *ctx;
     char path[128];
     struct state *other;
-    char *acct = NULL;
-    uint64_t fence;
-    int64_t v;
 
     snprintf(path, sizeof path, "%s/app.leasegen", f->dir);
     mark1(f->st, "dbid:hank");
@@ -326,14 +333,7 @@ static void test_leasegen_replaced(void **ctx)
     assert_non_null(f->st);
     other = state_open_sqlite(f->dir);
     assert_non_null(other);
-    mark1(f->st, "dbid:hank");
-    assert_int_equal(covered1(f->st, "dbid:hank"), STATE_OK);
-    assert_int_equal(state_claim(other, "w", 10000, &acct, &fence, &v),
-                     STATE_OK);
-    assert_string_equal(acct, "dbid:hank");
-    free(acct);
-    assert_int_equal(covered1(f->st, "dbid:hank"), STATE_NONE);
-    assert_int_equal(state_release(other, "dbid:hank", fence, v), STATE_OK);
+    claim_ends_cover(f->st, other, "dbid:hank");
     state_close(other);
 }
 
