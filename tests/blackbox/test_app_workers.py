@@ -170,6 +170,57 @@ def test_receiver_answers_while_busy_and_a_burst_is_one_run(
 
 # ---- leases ----------------------------------------------------------------
 
+def pending_version(app, aid):
+    """The version of the account's pending mark in app.db, or None."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(app.data, "app.db"))
+    try:
+        row = db.execute("SELECT version FROM pending WHERE account = ?",
+                         (aid,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
+
+
+def test_notifications_during_another_process_run_are_committed(
+        cloud, app_factory, bin_path, tmp_path):
+    """The receiver answers a notification for a pending account without a
+    commit only while no worker has taken it.  Here the worker is another
+    process: once it has claimed the account, notifications must bump the
+    mark again, or its release would drop a change it never saw."""
+    started, ended = tmp_path / "started", tmp_path / "ended"
+    log = tmp_path / "cmd.log"
+    s = cmd_app(cloud, app_factory, tmp_path,
+                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
+                "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
+                f"  touch {started}; sleep 2; touch {ended};;\n"
+                "esac\n"
+                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    app, aid, dbx = s["app"], s["aid"], s["dbx"]
+    dbx.files_upload(b"slow", "/slow.txt")
+    for _ in range(5):
+        assert signed_post(app, s["secret"], [aid]) == 200
+    marked = pending_version(app, aid)
+    assert marked is not None
+    w = Workers(bin_path, tmp_path, app, cloud,
+                ["--page-parallel", "1", "--command",
+                 str(tmp_path / "cmd.sh"), "--markdown", "off"])
+    try:
+        w.start()
+        wait_for(started.exists, WAIT_S, "the worker to take the account")
+        dbx.files_upload(b"late", "/late.txt")
+        for _ in range(5):
+            assert signed_post(app, s["secret"], [aid]) == 200
+        assert not ended.exists(), "the run ended too soon for the test"
+        assert pending_version(app, aid) > marked
+        wait_for(lambda: settled(app, aid), WAIT_S, "the account to settle")
+    finally:
+        w.stop_all()
+    # The busy run, then exactly one more, which saw the late file.
+    assert log.read_text().splitlines() == ["/slow.txt", "/late.txt"]
+    assert app.counter("runs") == 2
+
+
 def test_a_run_longer_than_the_lease_keeps_it(cloud, app_factory, bin_path,
                                               tmp_path):
     log = tmp_path / "cmd.log"
