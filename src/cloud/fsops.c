@@ -387,8 +387,6 @@ enum fsop_error fsop_upload(struct store *s, const struct fsop_upload *u,
     if (!changed)
         unlink(tmp);
     free(tmp);
-    if (changed && s->notifier != NULL)
-        notifier_wake(s->notifier);
     return err;
 }
 
@@ -510,12 +508,9 @@ enum fsop_error fsop_delete(struct store *s, int64_t account,
         *meta = store_entry_json(&cur);
     store_unlock(s);
 
-    if (err == FSOP_OK) {
+    if (err == FSOP_OK)
         LOG_I("deleted account=%lld path=%s", (long long)account,
               cur.path_display);
-        if (s->notifier != NULL)
-            notifier_wake(s->notifier);
-    }
     if (found == 0)
         store_entry_clear(&cur);
     json_decref(hashes);

@@ -113,12 +113,9 @@ enum fsop_error fsop_create_folder(struct store *s, int64_t account,
     free(e.file_id);
 out:
     store_unlock(s);
-    if (err == FSOP_OK) {
+    if (err == FSOP_OK)
         LOG_I("folder created account=%lld path=%s", (long long)account,
               display);
-        if (s->notifier != NULL)
-            notifier_wake(s->notifier);
-    }
     fsop_ancestors_free(&a);
     free(d);
     free(l);
@@ -333,7 +330,5 @@ enum fsop_error fsop_relocate(struct store *s,
     }
     LOG_I("%s account=%lld from=%s to=%s", r->copy ? "copied" : "moved",
           (long long)r->account, r->from_lower, r->to_display);
-    if (reported && s->notifier != NULL)
-        notifier_wake(s->notifier);
     return FSOP_OK;
 }

@@ -146,7 +146,12 @@ void store_lock(struct store *s)
 
 void store_unlock(struct store *s)
 {
+    bool wake = s->wake_notifier;
+
+    s->wake_notifier = false;
     pthread_mutex_unlock(&s->lock);
+    if (wake && s->notifier != NULL)
+        notifier_wake(s->notifier);
 }
 
 void store_entry_read(sqlite3_stmt *st, struct entry *out)
@@ -286,6 +291,7 @@ json_t *store_entry_json(const struct entry *e)
 
 void store_changed(struct store *s)
 {
+    s->wake_notifier = true;
     pthread_cond_broadcast(&s->changed);
 }
 

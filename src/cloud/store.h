@@ -42,6 +42,8 @@ struct store {
     struct notifier *notifier; /* set once started; may be NULL */
     unsigned char cursor_key[CURSOR_KEY_LEN];
     pthread_cond_t changed;    /* broadcast after each committed change */
+    bool wake_notifier;        /* a change since the lock was taken: the
+                                  notifier is woken once it is released */
     int64_t journal_max_age_s; /* compact older journal rows; 0: never */
     int64_t compacted_at;      /* last compaction (monotonic ms) */
     int64_t longpoll_min_s;    /* smallest longpoll timeout accepted */
@@ -109,7 +111,9 @@ json_t *store_column_json(sqlite3_stmt *st, int col);
 int64_t store_journal_head(struct store *s);
 
 /* Lock held, after a commit that changed entries: wakes the longpolls
- * (they wait on s->changed with the store lock). */
+ * (they wait on s->changed with the store lock) and, once store_unlock
+ * has released the lock, the notifier (the commit may have marked
+ * webhooks pending). */
 void store_changed(struct store *s);
 
 /* Takes the lock: sets s->stopping and wakes every waiter, so that
