@@ -43,6 +43,7 @@ struct cloud_opts {
     struct notifier_config notify;
     int64_t journal_max_age_s;  /* 0: keep the journal forever */
     int64_t longpoll_min_s;     /* smallest longpoll timeout accepted */
+    int64_t longpoll_backoff_s; /* backoff every longpoll answer asks */
     int64_t relocate_max;       /* entries one move or copy may carry */
     int64_t session_max_bytes;  /* largest upload session */
     struct oauth_config oauth;
@@ -62,6 +63,7 @@ enum {
 enum {
     OPT_JOURNAL_MAX_AGE = 1000,
     OPT_LONGPOLL_MIN,
+    OPT_LONGPOLL_BACKOFF,
     OPT_MAX_RELOCATE,
     OPT_MAX_SESSION_BYTES,
 };
@@ -106,6 +108,10 @@ static void cloud_usage(FILE *out)
             "0)\n"
             "  --longpoll-min-timeout-s N  smallest longpoll timeout "
             "(30)\n"
+            "  --longpoll-backoff-s N   every longpoll answer asks clients "
+            "to wait\n"
+            "                           N s before the next (0: never; "
+            "default 0)\n"
             "  --max-relocate-entries N entries one move or copy may carry "
             "(10000)\n"
             "  --max-session-bytes N    largest upload session "
@@ -190,6 +196,7 @@ static const struct option cloud_long_opts[] = {
     {"refuse-private-uris", no_argument, NULL, 'P'},
     {"journal-max-age-s", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
     {"longpoll-min-timeout-s", required_argument, NULL, OPT_LONGPOLL_MIN},
+    {"longpoll-backoff-s", required_argument, NULL, OPT_LONGPOLL_BACKOFF},
     {"max-relocate-entries", required_argument, NULL, OPT_MAX_RELOCATE},
     {"max-session-bytes", required_argument, NULL, OPT_MAX_SESSION_BYTES},
     {"oauth-auto-approve", no_argument, NULL, OPT_OAUTH_AUTO},
@@ -266,6 +273,9 @@ static int cloud_opt(int ch, struct cloud_opts *o)
     case OPT_LONGPOLL_MIN:
         return parse_ms("--longpoll-min-timeout-s", optarg,
                         &o->longpoll_min_s);
+    case OPT_LONGPOLL_BACKOFF:
+        return parse_ms("--longpoll-backoff-s", optarg,
+                        &o->longpoll_backoff_s);
     case OPT_MAX_RELOCATE:
         return parse_count("--max-relocate-entries", optarg,
                            &o->relocate_max);
@@ -438,6 +448,7 @@ static int cloud_run(struct cloud_opts *o)
                         (unsigned)o->write_rate_limit);
     c.store->journal_max_age_s = o->journal_max_age_s;
     c.store->longpoll_min_s = o->longpoll_min_s;
+    c.store->longpoll_backoff_s = o->longpoll_backoff_s;
     c.store->relocate_max = o->relocate_max;
     c.store->session_max_bytes = o->session_max_bytes;
     o->notify.db_path = c.store->db_path;

@@ -5,8 +5,9 @@
  * The call waits on the store's `changed` condition (with the store
  * lock, which the wait releases) until the journal holds a change under
  * the cursor's folder after its position, or the timeout passes.  It
- * answers {"changes": true|false}; the real service may add a backoff,
- * which this one never needs to ask for.
+ * answers {"changes": true|false}, with "backoff": N when the cloud
+ * was started with --longpoll-backoff-s N (the real service asks for
+ * one when it is busy), so that clients' handling of it can be tested.
  */
 #include "cloud/files_api.h"
 
@@ -95,6 +96,9 @@ void files_list_folder_longpoll(struct api_call *c)
     } else {
         result = json_object();
         json_object_set_new(result, "changes", json_boolean(changes));
+        if (s->longpoll_backoff_s > 0)
+            json_object_set_new(result, "backoff",
+                                json_integer(s->longpoll_backoff_s));
         api_reply_json(c, result);
     }
     LOG_D("longpoll account=%lld changes=%d", (long long)cur.account,

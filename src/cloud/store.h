@@ -47,6 +47,8 @@ struct store {
     int64_t journal_max_age_s; /* compact older journal rows; 0: never */
     int64_t compacted_at;      /* last compaction (monotonic ms) */
     int64_t longpoll_min_s;    /* smallest longpoll timeout accepted */
+    int64_t longpoll_backoff_s; /* asked of clients by every longpoll
+                                   answer; 0: never */
     int64_t relocate_max;      /* entries one move or copy may carry */
     int64_t session_max_bytes; /* largest upload session */
     bool stopping;             /* set once: waiters return at once */

@@ -187,6 +187,23 @@ def test_longpoll_times_out_without_auth(cloud_factory):
     assert status == 400 and b'Invalid "cursor"' in body
 
 
+def test_longpoll_backoff_when_asked(cloud_factory):
+    """--longpoll-backoff-s N: every answer carries "backoff": N, as the
+    real service's do when it is busy; the official SDK reads it."""
+    cloud = cloud_factory("--longpoll-min-timeout-s", "1",
+                          "--longpoll-backoff-s", "7")
+    dbx = cloud.sdk(cloud.new_linked_account()[2])
+    cursor = dbx.files_list_folder_get_latest_cursor("", recursive=True).cursor
+    status, _, body = rpc(cloud, None, "files/list_folder/longpoll",
+                          {"cursor": cursor, "timeout": 1})
+    assert status == 200 and json.loads(body) == {"changes": False,
+                                                  "backoff": 7}
+    dbx.files_upload(b"x", "/poked.md")
+    # The SDK insists on timeout >= 30; a change is waiting, so at once.
+    r = dbx.files_list_folder_longpoll(cursor, timeout=30)
+    assert r.changes is True and r.backoff == 7
+
+
 def test_upload_session_10_mib(dbx, dropbox):
     data = bytes(range(256)) * (10 * 4096)  # 10 MiB: three 4 MiB blocks
     files = dropbox.files
