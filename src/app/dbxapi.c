@@ -38,6 +38,8 @@ struct dbxapi {
     unsigned list_limit;
     char *token_url;    /* the OAuth token endpoint */
     char *basic_header; /* "Authorization: Basic ..." for it, or NULL */
+    char *client_id;    /* the app key when there is no secret (a public
+                           client names itself in the form), or NULL */
     char *refresh;      /* refresh token of the account, or NULL */
     dbxapi_refresh_cb on_refresh;
     void *on_refresh_ctx;
@@ -77,10 +79,11 @@ struct dbxapi *dbxapi_new(const struct dbxapi_config *cfg)
         api->token_url = xstrdup(cfg->token_url);
     else
         api->token_url = xasprintf("%s/oauth2/token", api->api_url);
-    if (cfg->app_key != NULL)
-        api->basic_header =
-            dbxapi_basic_header(cfg->app_key,
-                                cfg->app_secret ? cfg->app_secret : "");
+    if (cfg->app_key != NULL && cfg->app_secret != NULL)
+        api->basic_header = dbxapi_basic_header(cfg->app_key,
+                                                cfg->app_secret);
+    else if (cfg->app_key != NULL)
+        api->client_id = xstrdup(cfg->app_key);
     return api;
 }
 
@@ -105,6 +108,7 @@ void dbxapi_free(struct dbxapi *api)
     free(api->token_url);
     secret_free(api->auth_header);
     secret_free(api->basic_header);
+    free(api->client_id);
     secret_free(api->refresh);
     free(api);
 }
@@ -777,6 +781,8 @@ static enum dbxapi_status api_refresh(struct dbxapi *api,
 
     dbxapi_form_add(&form, "grant_type", "refresh_token");
     dbxapi_form_add(&form, "refresh_token", api->refresh);
+    if (api->client_id != NULL)
+        dbxapi_form_add(&form, "client_id", api->client_id);
     st = dbxapi_oauth_token(api, form, &tok, err);
     secret_free(form);
     LOG_I("dbxapi token refresh result=%s error=\"%s\"",

@@ -208,7 +208,9 @@ static int worker_secret(const struct worker_opts *o, char **secret)
     }
     if (o->cfg.app_key != NULL && *secret == NULL)
         fprintf(stderr, "dbxhook worker: --app-key without a secret: "
-                        "tokens are refreshed with the key alone\n");
+                        "tokens are refreshed as by a PKCE client (with the "
+                        "key in the form), which Dropbox accepts for tokens "
+                        "linked with PKCE\n");
     return 0;
 }
 

@@ -136,6 +136,67 @@ def test_expired_fault_refreshes_and_replays(cloud_factory, app_factory):
     assert "result=ok" in app.process.output()
 
 
+def test_worker_without_secret_refreshes_as_a_public_client(
+        cloud_factory, app_factory, bin_path, tmp_path):
+    """`dbxhook worker --app-key` without the app secret names itself with
+    client_id in the refresh form (as a PKCE client does), not with an
+    HTTP Basic header whose password is empty."""
+    import base64
+    import hashlib
+    import os
+    import subprocess
+    cloud = cloud_factory("--oauth-auto-approve")
+    s = linked_offline(cloud, app_factory, workers=0)
+    app, aid = s["app"], s["aid"]
+    # Tokens linked with PKCE, the only ones Dropbox (and the cloud)
+    # refreshes without the secret.
+    key, redirect = s["app_info"]["app_key"], "http://127.0.0.1:9/cb"
+    verifier = "v" * 20 + "-pkce-verifier-of-enough-length"
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(
+        verifier.encode()).digest()).decode().rstrip("=")
+    r = requests.get(cloud.url + "/oauth2/authorize?" + urllib.parse.urlencode({
+        "response_type": "code", "client_id": key, "account": aid,
+        "token_access_type": "offline", "redirect_uri": redirect,
+        "code_challenge": challenge, "code_challenge_method": "S256"}),
+        allow_redirects=False, verify=cloud.ca, timeout=10)
+    assert r.status_code == 302, r.text
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(
+        r.headers["Location"]).query)["code"][0]
+    r = requests.post(cloud.url + "/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": redirect, "client_id": key,
+        "code_verifier": verifier}, verify=cloud.ca, timeout=10)
+    assert r.status_code == 200, r.text
+    pkce = r.json()
+    app.set_token(aid, pkce["access_token"] + " " + pkce["refresh_token"])
+    first, _, _ = stored_token(app, aid)
+    cloud.admin("faults/set", {"account_id": aid,
+                               "fault": "expired_access_token", "count": 1,
+                               "route": "files/list_folder"})
+    env = {k: v for k, v in os.environ.items()
+           if k != "DBXHOOK_APP_SECRET"}
+    log_path = tmp_path / "worker-nosecret.log"
+    with open(log_path, "wb") as log:
+        w = subprocess.Popen(
+            [bin_path, "worker", "--data", app.data, "--api-url", cloud.url,
+             "--content-url", cloud.url, "--ca", cloud.ca, "--app-key",
+             s["app_info"]["app_key"]],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env)
+        try:
+            s["dbx"].files_upload(b"# one\n", "/one.md")
+            app.appctl("mark", "--account", aid)
+            converted(s["dbx"], "/one.md", b"# one\n")
+        finally:
+            w.terminate()
+            w.wait(15)
+    text = log_path.read_text(errors="replace")
+    assert "as by a PKCE client" in text
+    assert "dbxapi token refresh result=ok" in text, text[-2000:]
+    assert stored_token(app, aid)[0] != first
+    assert account_status(app, aid)["needs_relink"] is False
+
+
 def relinked_and_quiet(app, aid, cursor_before):
     """The account shows needs_relink (appctl and GET /status), no
     refresh loop, the cursor kept."""
