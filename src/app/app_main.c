@@ -9,6 +9,7 @@
  */
 #include "commands.h"
 
+#include "app/dbxapi.h"
 #include "app/handler_cmd.h"
 #include "app/receiver.h"
 #include "app/state.h"
@@ -43,6 +44,7 @@ struct app_opts {
     const char *web_url;
     const char *redirect_uri;
     const char *page_parallel;
+    const char *page_size;
     const char *command;
     const char *command_timeout_ms;
     const char *command_concurrency;
@@ -74,6 +76,8 @@ static void app_usage(FILE *out)
             "  --web-url URL       default https://www.dropbox.com\n"
             "  --redirect-uri URI  default http://LISTEN/oauth/callback\n"
             "  --page-parallel N   entries of a page at once (default 4)\n"
+            "  --page-size N       entries asked per page, 1-2000 "
+            "(default 2000)\n"
             "  --command CMD       run CMD (sh -c) per changed entry\n"
             "  --command-timeout-ms N       default 60000\n"
             "  --command-concurrency N      default 4\n"
@@ -108,6 +112,7 @@ static const char **app_opt_slot(struct app_opts *o, const char *name)
         {"web-url", &o->web_url},
         {"redirect-uri", &o->redirect_uri},
         {"page-parallel", &o->page_parallel},
+        {"page-size", &o->page_size},
         {"command", &o->command},
         {"command-timeout-ms", &o->command_timeout_ms},
         {"command-concurrency", &o->command_concurrency},
@@ -280,10 +285,12 @@ static int app_write_port(const char *file, uint16_t port)
 /* Fills the handler and refresh parts of wc from the options. */
 static int app_worker_opts(const struct app_opts *o, struct worker_config *wc)
 {
-    long long par, tmo, conc;
+    long long par, size, tmo, conc;
 
     if (app_number("page-parallel", o->page_parallel, 1,
                    WORKER_PAGE_PARALLEL_MAX, &par) < 0 ||
+        app_number("page-size", o->page_size, 1, DBXAPI_LIST_LIMIT_MAX,
+                   &size) < 0 ||
         app_number("command-timeout-ms", o->command_timeout_ms, 1,
                    86400000LL, &tmo) < 0 ||
         app_number("command-concurrency", o->command_concurrency, 1,
@@ -299,6 +306,7 @@ static int app_worker_opts(const struct app_opts *o, struct worker_config *wc)
         return -1;
     }
     wc->page_parallel = (unsigned)par;
+    wc->page_size = (unsigned)size;
     wc->command = o->command;
     wc->command_timeout_ms = tmo;
     wc->command_concurrency = (unsigned)conc;
@@ -408,6 +416,7 @@ int app_main(int argc, char **argv)
         .lease_ms = "30000",
         .web_url = "https://www.dropbox.com",
         .page_parallel = "4",
+        .page_size = "2000",
         .command_timeout_ms = "60000",
         .command_concurrency = "4",
         .md_deleted = "keep",

@@ -628,6 +628,7 @@ static int thread_setup(struct worker_pool *p, struct worker_thread *w,
         .token_url = cfg->token_url,
         .app_key = cfg->app_key,
         .app_secret = cfg->app_secret,
+        .list_limit = cfg->page_size,
     };
 
     w->pool = p;

@@ -33,6 +33,8 @@ struct worker_config {
     const char *app_key;
     const char *app_secret;
     unsigned page_parallel; /* 0: WORKER_PAGE_PARALLEL_DEFAULT */
+    unsigned page_size;     /* entries asked per page (list_folder's
+                               limit); 0: DBXAPI_LIST_LIMIT_DEFAULT */
     bool no_markdown;       /* turn the Markdown handler off */
     bool md_delete_html;    /* delete X.html when X.md goes (default keep) */
     /* The command handler, when command is not NULL (handler_cmd.h). */

@@ -5,6 +5,7 @@
  * SIGTERM or SIGINT; then each thread finishes its page, saves the
  * cursor and releases its lease before the process exits.
  */
+#include "app/dbxapi.h"
 #include "app/handler_cmd.h"
 #include "app/state.h"
 #include "app/worker.h"
@@ -54,6 +55,8 @@ static void worker_usage(FILE *out)
                  "  --token-url URL     default API-URL/oauth2/token\n"
                  "  --page-parallel N   entries of a page at once "
                  "(default 4)\n"
+                 "  --page-size N       entries asked per page, 1-2000 "
+                 "(default 2000)\n"
                  "  --command CMD       run CMD (sh -c) per changed entry\n"
                  "  --command-timeout-ms N   default 60000\n"
                  "  --command-concurrency N  default 4\n"
@@ -92,6 +95,7 @@ static int worker_parse(int argc, char **argv, struct worker_opts *o)
         {"secret-file", required_argument, NULL, 's'},
         {"token-url", required_argument, NULL, 'u'},
         {"page-parallel", required_argument, NULL, 'p'},
+        {"page-size", required_argument, NULL, 'P'},
         {"command", required_argument, NULL, 'x'},
         {"command-timeout-ms", required_argument, NULL, 'T'},
         {"command-concurrency", required_argument, NULL, 'n'},
@@ -141,6 +145,11 @@ static int worker_parse(int argc, char **argv, struct worker_opts *o)
             if (parse_int(optarg, 1, WORKER_PAGE_PARALLEL_MAX, &v) < 0)
                 goto bad_value;
             o->cfg.page_parallel = (unsigned)v;
+            break;
+        case 'P':
+            if (parse_int(optarg, 1, DBXAPI_LIST_LIMIT_MAX, &v) < 0)
+                goto bad_value;
+            o->cfg.page_size = (unsigned)v;
             break;
         case 'x':
             o->cfg.command = optarg;

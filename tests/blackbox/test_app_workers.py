@@ -292,6 +292,46 @@ def test_kill9_worker_is_resumed_from_the_saved_cursor(
                                               for i in range(6)]
 
 
+def test_sigterm_between_pages_resumes_from_the_saved_cursor(
+        cloud, app_factory, bin_path, tmp_path):
+    """With one entry per page (--page-size 1), SIGTERM lets the worker end
+    the page in hand, save the cursor after it and release; the next
+    worker continues from that cursor, so each entry is handled once."""
+    log = tmp_path / "cmd.log"
+    s = cmd_app(cloud, app_factory, tmp_path,
+                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
+                "sleep 0.3\n"
+                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    app, aid, dbx = s["app"], s["aid"], s["dbx"]
+    names = [f"/p{i}.txt" for i in range(6)]
+    for name in names:
+        dbx.files_upload(b"x", name)
+    w = Workers(bin_path, tmp_path, app, cloud,
+                ["--page-size", "1", "--page-parallel", "1",
+                 "--lease-ms", "120000", "--command",
+                 str(tmp_path / "cmd.sh"), "--markdown", "off"])
+    try:
+        first = w.start()
+        app.appctl("mark", "--account", aid)
+        wait_for(lambda: log.exists() and len(log.read_text().split()) >= 2,
+                 WAIT_S, "two pages handled")
+        w.procs[first].send_signal(signal.SIGTERM)
+        assert w.procs[first].wait(15) == 0
+        done_first = log.read_text().split()
+        assert len(done_first) < len(names)
+        a = account_of(app.status(), aid)
+        assert a["pending"] and not a["leased"] and a["cursor"], a
+        second = w.start()
+        wait_for(lambda: settled(app, aid), WAIT_S, "the resumed run")
+    finally:
+        w.stop_all()
+    stopped = lines_with(w.text(first), "worker run stopped", aid)
+    assert stopped, w.text(first)[-2000:]
+    lists = lines_with(w.text(second), "worker list begin", aid)
+    assert lists and "continue=1" in lists[0], lists[:1]
+    assert sorted(log.read_text().split()) == names
+
+
 def test_sigterm_frees_the_lease_at_once(cloud, app_factory, bin_path,
                                          tmp_path):
     log = tmp_path / "cmd.log"
