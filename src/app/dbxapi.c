@@ -79,7 +79,8 @@ struct dbxapi *dbxapi_new(const struct dbxapi_config *cfg)
         api->token_url = xstrdup(cfg->token_url);
     else
         api->token_url = xasprintf("%s/oauth2/token", api->api_url);
-    if (cfg->app_key != NULL && cfg->app_secret != NULL)
+    if (cfg->app_key != NULL && cfg->app_secret != NULL &&
+        cfg->app_secret[0] != '\0')
         api->basic_header = dbxapi_basic_header(cfg->app_key,
                                                 cfg->app_secret);
     else if (cfg->app_key != NULL)

@@ -218,6 +218,8 @@ static void *gc_thread(void *arg)
         pthread_mutex_unlock(&gc->mu);
 
         rc = gc_write(gc, &b);
+        if (rc != STATE_OK && b.waiters == NULL)
+            LOG_W("state deferred counts lost counters=%zu", b.n_counts);
         LOG_D("state group_commit gen=%llu marks=%zu counters=%zu status=%d",
               (unsigned long long)gen, b.n_marks, b.n_counts, (int)rc);
         free(b.marks);

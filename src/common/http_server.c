@@ -601,8 +601,9 @@ const char *hsrv_query(const struct hsrv_request *req, const char *name)
 
 const char *hsrv_peer(const struct hsrv_request *req)
 {
-    /* Worked out on first use (mostly for a log line): each request is
-     * in one thread's hands at a time, so the cast is safe. */
+    /* Worked out on first use (mostly for a log line), hence the cast.
+     * Safe as long as one thread at a time asks: after hsrv_later, only
+     * the code that will call hsrv_answer may call this. */
     struct hsrv_request *r = (struct hsrv_request *)req;
 
     if (r->peer[0] == '\0')

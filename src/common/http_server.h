@@ -95,7 +95,8 @@ const char *hsrv_header(const struct hsrv_request *req, const char *name);
 unsigned hsrv_header_count(const struct hsrv_request *req, const char *name);
 /* A query argument, percent-decoded, or NULL. */
 const char *hsrv_query(const struct hsrv_request *req, const char *name);
-/* The peer address as text, e.g. "127.0.0.1". */
+/* The peer address as text, e.g. "127.0.0.1".  After hsrv_later, only
+ * the code that will answer may call it. */
 const char *hsrv_peer(const struct hsrv_request *req);
 
 /* Response helpers.  Each copies its arguments. */

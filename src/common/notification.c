@@ -73,7 +73,9 @@ static const char *nf_account(const char *p, const char *end,
         return NULL;
     p++;
     q = memchr(p, '"', (size_t)(end - p));
-    if (q == NULL || (size_t)(q - p) > NOTIFICATION_ACCOUNT_MAX)
+    /* A NUL would end the copy early: JSON has no raw control bytes. */
+    if (q == NULL || (size_t)(q - p) > NOTIFICATION_ACCOUNT_MAX ||
+        memchr(p, '\0', (size_t)(q - p)) != NULL)
         return NULL;
     memcpy(id, p, (size_t)(q - p));
     id[q - p] = '\0';

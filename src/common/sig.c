@@ -77,14 +77,14 @@ void sig_key_sign(const struct sig_key *k, const void *body, size_t len,
     unsigned int n = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (ctx == NULL)
+    /* These fail only when memory or the crypto provider does: abort
+     * through the out-of-memory policy rather than sign wrongly. */
+    if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, k->inner) ||
+        !EVP_DigestUpdate(ctx, body, len) ||
+        !EVP_DigestFinal_ex(ctx, d, &n) ||
+        !EVP_MD_CTX_copy_ex(ctx, k->outer) || !EVP_DigestUpdate(ctx, d, n) ||
+        !EVP_DigestFinal_ex(ctx, d, &n))
         xmalloc(SIZE_MAX);
-    EVP_MD_CTX_copy_ex(ctx, k->inner);
-    EVP_DigestUpdate(ctx, body, len);
-    EVP_DigestFinal_ex(ctx, d, &n);
-    EVP_MD_CTX_copy_ex(ctx, k->outer);
-    EVP_DigestUpdate(ctx, d, n);
-    EVP_DigestFinal_ex(ctx, d, &n);
     EVP_MD_CTX_free(ctx);
     hex_encode(d, n, out);
 }

@@ -160,7 +160,8 @@ static void test_parse_fast_matches_json(void **state)
         "\"delta\": {\"users\": [-1]}}",
         "{\"list_folder\": {\"accounts\": []}, \"delta\": {\"users\": []}}",
     };
-    static const char alphabet[] = "\"\\,:[]{}019aZ_- \t\nud";
+    /* With NUL, DEL and high bytes: the body is not a C string. */
+    static const char alphabet[] = "\"\\,:[]{}019aZ_- \t\nud\0\x7f\x80\xff";
     const char *ids[10];
     int64_t uids[10];
     char names[10][16];
@@ -191,6 +192,8 @@ static void test_parse_fast_matches_json(void **state)
         for (int e = 0; e < edits && len > 0; e++) {
             size_t at = fuzz_next(&x) % len;
             char c = alphabet[fuzz_next(&x) % (sizeof alphabet - 1)];
+            /* sizeof - 1: the literal's own NUL is not a choice, the
+             * explicit \0 above is. */
 
             switch (fuzz_next(&x) % 3) {
             case 0: /* replace */
@@ -212,6 +215,28 @@ static void test_parse_fast_matches_json(void **state)
     }
     for (size_t i = 0; i < n_seeds; i++)
         free(seeds[i]);
+}
+
+/* A raw NUL byte inside an account id: JSON forbids control characters
+ * in a string, so the JSON library rejects the body; the exact-layout
+ * path must not accept it as the id cut at the NUL.  The bodies are
+ * given with their length, not NUL-terminated. */
+static void test_parse_fast_nul_in_account(void **state)
+{
+    static const char nul_mid[] =
+        "{\"list_folder\": {\"accounts\": [\"dbid:A\0B\"]}, "
+        "\"delta\": {\"users\": [1]}}";
+    static const char nul_end[] =
+        "{\"list_folder\": {\"accounts\": [\"dbid:AAB\0\"]}, "
+        "\"delta\": {\"users\": [1]}}";
+    char **a = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(notification_parse_json(nul_mid, sizeof nul_mid - 1,
+                                             &a, &n), -1);
+    same_answer(nul_mid, sizeof nul_mid - 1);
+    same_answer(nul_end, sizeof nul_end - 1);
 }
 
 static void test_account_valid(void **state)
@@ -274,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_parse_round_trip),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_parse_fast_matches_json),
+        cmocka_unit_test(test_parse_fast_nul_in_account),
         cmocka_unit_test(test_account_valid),
         cmocka_unit_test(test_jsonx_string),
         cmocka_unit_test(test_jsonx_dumps_ascii),
