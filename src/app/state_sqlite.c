@@ -16,8 +16,8 @@
  * operation and by the group committer.  SQLite lets one writer in at a
  * time anyway; a second writer would only add busy-wait sleeps when the
  * two collide.  The busy timeout set by db_open covers other processes
- * (the worker, appctl) writing the same file.  A few more connections
- * only read, for the receiver's account_known, so it never waits for a
+ * (the worker, appctl) writing the same file.  A second connection
+ * only reads, for the receiver's account_known, so it never waits for a
  * commit to learn whether it knows an account.  What the receiver has
  * learned (known accounts, covered marks) is kept in
  * state_sqlite_cache.c.
@@ -113,71 +113,39 @@ void state_sqlite_txn_end(struct sq *q, enum state_status result)
 static enum state_status sq_account_known(void *impl, const char *account)
 {
     struct sq *q = impl;
-    struct sq_reader *r;
+    struct sq_reader *r = &q->reader;
     enum state_status result;
 
     if (state_sqlite_cache_known(&q->cache, account))
         return STATE_OK;
-    r = state_sqlite_reader_take(q);
+    pthread_mutex_lock(&r->mu);
     db_bind_text(r->known, 1, account);
     result = state_sqlite_step_row(r->db, r->known, "read");
     sqlite3_reset(r->known);
-    state_sqlite_reader_put(r);
+    pthread_mutex_unlock(&r->mu);
     if (result == STATE_OK)
         state_sqlite_cache_set_known(&q->cache, account);
     return result;
 }
 
-/* ---- readers ------------------------------------------------------------ */
-
-static int sq_readers_open(struct sq *q, const char *path)
+static int sq_reader_open(struct sq_reader *r, const char *path)
 {
-    for (size_t i = 0; i < SQ_READERS; i++) {
-        struct sq_reader *r = &q->readers[i];
-
-        r->db = db_open(path, NULL);
-        if (r->db == NULL)
-            return -1;
-        r->known = db_prepare(r->db, "SELECT 1 FROM accounts"
-                                     " WHERE account = ?1"
-                                     " AND token IS NOT NULL");
-        pthread_mutex_init(&r->mu, NULL);
-    }
-    atomic_init(&q->next_reader, 0);
+    r->db = db_open(path, NULL);
+    if (r->db == NULL)
+        return -1;
+    r->known = db_prepare(r->db, "SELECT 1 FROM accounts WHERE account = ?1"
+                                 " AND token IS NOT NULL");
+    pthread_mutex_init(&r->mu, NULL);
     return 0;
 }
 
-/* Closes what sq_readers_open opened (all of it, or the part it got). */
-static void sq_readers_close(struct sq *q)
+static void sq_reader_close(struct sq_reader *r)
 {
-    for (size_t i = 0; i < SQ_READERS; i++) {
-        struct sq_reader *r = &q->readers[i];
-
-        if (r->db == NULL)
-            break;
-        sqlite3_finalize(r->known);
-        db_close(r->db);
-        pthread_mutex_destroy(&r->mu);
-    }
-}
-
-struct sq_reader *state_sqlite_reader_take(struct sq *q)
-{
-    unsigned start = atomic_fetch_add(&q->next_reader, 1);
-
-    for (unsigned i = 0; i < SQ_READERS; i++) {
-        struct sq_reader *r = &q->readers[(start + i) % SQ_READERS];
-
-        if (pthread_mutex_trylock(&r->mu) == 0)
-            return r;
-    }
-    pthread_mutex_lock(&q->readers[start % SQ_READERS].mu);
-    return &q->readers[start % SQ_READERS];
-}
-
-void state_sqlite_reader_put(struct sq_reader *r)
-{
-    pthread_mutex_unlock(&r->mu);
+    if (r->db == NULL)
+        return;
+    sqlite3_finalize(r->known);
+    db_close(r->db);
+    pthread_mutex_destroy(&r->mu);
 }
 
 /* ---- covered marks (state_sqlite_cache.c) ------------------------------ */
@@ -515,7 +483,7 @@ static void sq_close(void *impl)
     struct sq *q = impl;
 
     state_sqlite_gc_stop(&q->gc);
-    sq_readers_close(q);
+    sq_reader_close(&q->reader);
     state_sqlite_cache_close(&q->cache);
     db_close(q->db);
     pthread_mutex_destroy(&q->mu);
@@ -563,14 +531,14 @@ struct state *state_open_sqlite(const char *dir)
 
     q = xcalloc(1, sizeof *q);
     q->db = db;
-    if (sq_readers_open(q, path) < 0) {
-        sq_readers_close(q);
+    if (sq_reader_open(&q->reader, path) < 0) {
+        sq_reader_close(&q->reader);
         free(q);
         goto fail;
     }
     if (state_sqlite_cache_open(&q->cache, dir, db) < 0) {
         state_sqlite_cache_close(&q->cache);
-        sq_readers_close(q);
+        sq_reader_close(&q->reader);
         free(q);
         goto fail;
     }
@@ -578,7 +546,7 @@ struct state *state_open_sqlite(const char *dir)
     if (state_sqlite_gc_start(&q->gc, q->db, &q->mu, &q->cache) < 0) {
         pthread_mutex_destroy(&q->mu);
         state_sqlite_cache_close(&q->cache);
-        sq_readers_close(q);
+        sq_reader_close(&q->reader);
         free(q);
         goto fail;
     }

@@ -2,7 +2,7 @@
  * state_sqlite_impl.h: what the files of the SQLite state store share
  * (private to state_sqlite*.c; the rest of the app sees state.h only).
  *
- *   state_sqlite.c         schema, open and close, readers, known
+ *   state_sqlite.c         schema, open and close, the reader, known
  *                          accounts, tokens, cursors, counters, failures,
  *                          status
  *   state_sqlite_cache.c   the account cache and the lease generation
@@ -107,14 +107,11 @@ struct sq_cache {
     int dir_fd; /* the data dir, locked shared while the store is open */
 };
 
-/* Read-only connections beside the writing one (WAL lets them read
- * while the committer writes), so the receiver's questions never wait
- * for a commit.  Several, so that the HTTP threads seldom queue for one;
- * each is used under its own mutex. */
-#define SQ_READERS 2
-
+/* A read-only connection beside the writing one (WAL lets it read while
+ * the committer writes), so that the receiver never waits for a commit
+ * to learn whether it knows an account (asked only on a cache miss). */
 struct sq_reader {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* guards db and known */
     sqlite3 *db;
     sqlite3_stmt *known; /* ?1 holds a token */
 };
@@ -124,8 +121,7 @@ struct sq {
     pthread_mutex_t mu; /* serializes use of db (transactions span calls) */
     struct group_commit gc;
     struct sq_cache cache;
-    struct sq_reader readers[SQ_READERS];
-    atomic_uint next_reader; /* where the next reader search starts */
+    struct sq_reader reader;
 };
 
 /* ---- shared helpers (state_sqlite.c) --------------------------------- */
@@ -146,11 +142,6 @@ enum state_status state_sqlite_write(struct sq *q, const char *sql,
                                      const char *what, const char *text1,
                                      const char *text2, int64_t num,
                                      const char *text4);
-
-/* A reader for this thread to use, locked; give it back with
- * state_sqlite_reader_put. */
-struct sq_reader *state_sqlite_reader_take(struct sq *q);
-void state_sqlite_reader_put(struct sq_reader *r);
 
 /* Takes q->mu and begins a write transaction; -1 when BEGIN failed (the
  * mutex is held all the same: end with state_sqlite_txn_end). */

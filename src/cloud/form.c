@@ -3,20 +3,11 @@
  */
 #include "cloud/form.h"
 
+#include "common/util.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes one name or value of len bytes into out (which holds len + 1
  * bytes).  Returns 0, or -1 on a bad %-escape. */
@@ -33,8 +24,8 @@ static int form_unescape(const char *in, size_t len, char *out)
         }
         if (i + 2 >= len)
             return -1;
-        hi = hex_value(in[i + 1]);
-        lo = hex_value(in[i + 2]);
+        hi = hex_digit_value(in[i + 1]);
+        lo = hex_digit_value(in[i + 2]);
         if (hi < 0 || lo < 0 || hi + lo == 0) /* no NUL in a field */
             return -1;
         out[o++] = (char)(hi * 16 + lo);

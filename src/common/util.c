@@ -150,7 +150,7 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_value(char c)
+int hex_digit_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -168,7 +168,8 @@ int hex_decode(const char *in, unsigned char *out, size_t out_max)
     if (n % 2 != 0 || n / 2 > out_max)
         return -1;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_value(in[2 * i]), lo = hex_value(in[2 * i + 1]);
+        int hi = hex_digit_value(in[2 * i]);
+        int lo = hex_digit_value(in[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return -1;

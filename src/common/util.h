@@ -50,6 +50,8 @@ void buf_free(struct buf *b);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* Accepts upper or lower case; returns bytes written or -1. */
 int hex_decode(const char *in, unsigned char *out, size_t out_max);
+/* The value of one hex digit (either case), or -1. */
+int hex_digit_value(char c);
 
 /* Cryptographically random bytes (OpenSSL); aborts if the source fails. */
 void rand_bytes(void *out, size_t n);
