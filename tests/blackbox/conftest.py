@@ -249,6 +249,17 @@ class AppState:
     def status(self):
         return json.loads(self.appctl("status"))
 
+    def pending_version(self, account_id):
+        """The version of the account's pending mark in app.db, or None."""
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data, "app.db"))
+        try:
+            row = db.execute("SELECT version FROM pending WHERE account = ?",
+                             (account_id,)).fetchone()
+            return row[0] if row else None
+        finally:
+            db.close()
+
     def account(self, account_id):
         for a in self.status()["accounts"]:
             if a["account"] == account_id:
@@ -364,6 +375,18 @@ def _md4c_dialect_github():
             total |= int(word, 16) if word.startswith("0x") else value(word)
         return total
     return value("MD_DIALECT_GITHUB")
+
+
+def wait_converted(dbx, path, data, timeout_s=30, interval_s=0.1):
+    """Waits until X.html beside path (X.md) holds md4c's rendering of
+    data, downloaded with the SDK client dbx."""
+    def ok():
+        try:
+            _, r = dbx.files_download(path[:-3] + ".html")
+            return r.content == md4c_render(data)
+        except Exception:
+            return False
+    wait_for(ok, timeout_s, path + " converted", interval_s)
 
 
 def md4c_render(source: bytes) -> bytes:

@@ -9,7 +9,7 @@ import urllib.parse
 
 import requests
 
-from conftest import md4c_render, sdk_module, wait_for
+from conftest import sdk_module, wait_converted, wait_for
 
 WAIT_S = 30
 CB = "/oauth/callback"
@@ -53,16 +53,6 @@ def refresh_lines(app):
     return app.process.output().count("dbxapi token refresh result=")
 
 
-def converted(dbx, path, data, timeout=WAIT_S):
-    def ok():
-        try:
-            _, r = dbx.files_download(path[:-3] + ".html")
-            return r.content == md4c_render(data)
-        except Exception:
-            return False
-    wait_for(ok, timeout, path + " converted", 0.1)
-
-
 def linked_offline(cloud, app_factory, workers=1, extra=()):
     """An app with --app-key and an account linked through OAuth with an
     offline token stored in the app; returns a dict."""
@@ -91,7 +81,7 @@ def linked_offline(cloud, app_factory, workers=1, extra=()):
 def sync(s, path, data):
     s["dbx"].files_upload(data, path)
     s["app"].appctl("mark", "--account", s["aid"])
-    converted(s["dbx"], path, data)
+    wait_converted(s["dbx"], path, data)
 
 
 def test_real_expiry_refreshes_once_and_stores(cloud_factory, app_factory):
@@ -105,7 +95,7 @@ def test_real_expiry_refreshes_once_and_stores(cloud_factory, app_factory):
         s["dbx"].files_upload(f"# two {i}\n".encode(), f"/two{i}.md")
     app.appctl("mark", "--account", aid)
     for i in range(6):
-        converted(s["dbx"], f"/two{i}.md", f"# two {i}\n".encode())
+        wait_converted(s["dbx"], f"/two{i}.md", f"# two {i}\n".encode())
     second, exp2, relink = stored_token(app, aid)
     assert second != first and exp2 > exp1 and relink == 0
     assert exp2 >= int(time.time()) - 5
@@ -186,7 +176,7 @@ def test_worker_without_secret_refreshes_as_a_public_client(
         try:
             s["dbx"].files_upload(b"# one\n", "/one.md")
             app.appctl("mark", "--account", aid)
-            converted(s["dbx"], "/one.md", b"# one\n")
+            wait_converted(s["dbx"], "/one.md", b"# one\n")
         finally:
             w.terminate()
             w.wait(15)
@@ -299,7 +289,7 @@ def test_login_links_and_syncs(cloud_factory, app_factory):
     db.close()
     assert refresh and refresh != access
     dbx = dropbox.Dropbox(before)
-    converted(dbx, "/before.md", b"# before\n")
+    wait_converted(dbx, "/before.md", b"# before\n")
     assert account_status(app, aid)["cursor"] is True
     # Later files: notifications through a verified webhook.
     assert cloud.admin("webhooks/set", {"app_key": app_info["app_key"],
@@ -308,7 +298,7 @@ def test_login_links_and_syncs(cloud_factory, app_factory):
     for i in range(3):
         dbx.files_upload(f"# later {i}\n".encode(), f"/dir/later{i}.md")
     for i in range(3):
-        converted(dbx, f"/dir/later{i}.md", f"# later {i}\n".encode())
+        wait_converted(dbx, f"/dir/later{i}.md", f"# later {i}\n".encode())
     out = app.process.output()
     assert before not in out and access not in out and refresh not in out
     # The state is used once: replaying the callback is refused.

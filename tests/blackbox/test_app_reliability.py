@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import md4c_render, wait_for
+from conftest import md4c_render, wait_converted, wait_for
 
 SECRET = "reliability-secret"
 WAIT_S = 60
@@ -55,18 +55,6 @@ def test_unknown_account_is_logged_and_ignored(app_factory):
     assert f"unknown account={stranger}" in app.process.output()
 
 
-def pending_version(app, account):
-    """The version of the account's pending mark, read from app.db."""
-    import sqlite3
-    db = sqlite3.connect(os.path.join(app.data, "app.db"))
-    try:
-        row = db.execute("SELECT version FROM pending WHERE account = ?",
-                         (account,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
-
-
 def test_repeat_notifications_skip_the_commit_and_survive_kill9(
         app_factory):
     """An account already pending, and not taken by a worker, needs no
@@ -76,11 +64,11 @@ def test_repeat_notifications_skip_the_commit_and_survive_kill9(
     account = "dbid:AAB_repeat_000000000000000000000000"
     app.set_token(account, "token-repeat")
     assert notify(app, [account]) == 200
-    first = pending_version(app, account)
+    first = app.pending_version(account)
     assert first is not None
     for _ in range(20):
         assert notify(app, [account]) == 200
-    assert pending_version(app, account) == first
+    assert app.pending_version(account) == first
     app.process.kill9()
     app.start()
     a = app.account(account)
@@ -101,7 +89,7 @@ def test_repeat_notifications_skip_the_commit_and_survive_kill9(
     db.close()
     app.start()
     assert notify(app, [account]) == 200
-    assert pending_version(app, account) > first
+    assert app.pending_version(account) > first
 
 
 def test_status_page_has_no_secrets(app_factory):
@@ -196,20 +184,27 @@ def all_delivered(cloud, app_key):
         all(x["state"] != "pending" for x in d["deliveries"])
 
 
-def run_crash(cloud, app_factory, bin_path, tmp_path, n_files, seconds,
-              n_workers=2):
-    """Creates n_files (a quarter Markdown, nested), then kills workers
-    with kill -9 every 0.3-1 s for `seconds` while files keep arriving;
-    checks the end state."""
-    app_info = cloud.new_app("crash app")
+def webhook_app(cloud, app_factory, name):
+    """An app (no worker threads) with a linked account whose token it
+    holds and its webhook verified by the cloud; (app, app_key, aid,
+    dbx)."""
+    app_info = cloud.new_app(name)
     account, _, token = cloud.new_linked_account(app_info)
     aid = account["account_id"]
-    dbx = cloud.sdk(token)
     app = app_factory(app_info["app_secret"], cloud=cloud, workers=0)
     app.set_token(aid, token)
     assert cloud.admin("webhooks/set", {"app_key": app_info["app_key"],
                                         "uri": app.url})["state"] \
         == "verified"
+    return app, app_info["app_key"], aid, cloud.sdk(token)
+
+
+def run_crash(cloud, app_factory, bin_path, tmp_path, n_files, seconds,
+              n_workers=2):
+    """Creates n_files (a quarter Markdown, nested), then kills workers
+    with kill -9 every 0.3-1 s for `seconds` while files keep arriving;
+    checks the end state."""
+    app, app_key, aid, dbx = webhook_app(cloud, app_factory, "crash app")
     script, log = cmd_script(tmp_path)
     sources = {}
     for i in range(n_files):
@@ -248,7 +243,7 @@ def run_crash(cloud, app_factory, bin_path, tmp_path, n_files, seconds,
 
         # Every change must have reached the app before "not pending"
         # means anything: the cloud notifies a little after an upload.
-        wait_for(lambda: all_delivered(cloud, app_info["app_key"]),
+        wait_for(lambda: all_delivered(cloud, app_key),
                  WAIT_S, "the last notification", 0.1)
 
         def settled():
@@ -309,26 +304,16 @@ def loop(cloud, app_factory):
     return {"app": app, "aid": aid, "dbx": cloud.sdk(token), "cloud": cloud}
 
 
-def converted(loop, path, data):
-    def ok():
-        try:
-            _, r = loop["dbx"].files_download(path[:-3] + ".html")
-            return r.content == md4c_render(data)
-        except Exception:
-            return False
-    wait_for(ok, WAIT_S, path, 0.2)
-
-
 @pytest.mark.parametrize("kind", ["429", "500", "reset"])
 def test_fault_is_survived(loop, kind):
     dbx, app, aid = loop["dbx"], loop["app"], loop["aid"]
     dbx.files_upload(b"# one\n", "/one.md")
     app.appctl("mark", "--account", aid)
-    converted(loop, "/one.md", b"# one\n")
+    wait_converted(loop["dbx"], "/one.md", b"# one\n", WAIT_S, 0.2)
     fault(loop["cloud"], aid, kind, 1, "files/list_folder/continue")
     dbx.files_upload(b"# two\n", "/two.md")
     app.appctl("mark", "--account", aid)
-    converted(loop, "/two.md", b"# two\n")
+    wait_converted(loop["dbx"], "/two.md", b"# two\n", WAIT_S, 0.2)
     if kind != "reset":
         assert app.counter("failures") >= 1
 
@@ -341,12 +326,12 @@ def test_second_reset_in_a_row_is_a_visible_failure(loop, resets):
     dbx, app, aid = loop["dbx"], loop["app"], loop["aid"]
     dbx.files_upload(b"# one\n", "/one.md")
     app.appctl("mark", "--account", aid)
-    converted(loop, "/one.md", b"# one\n")
+    wait_converted(loop["dbx"], "/one.md", b"# one\n", WAIT_S, 0.2)
     fault(loop["cloud"], aid, "reset", resets, "files/list_folder/continue")
     # The first reset: one fresh listing, the run carries on.
     dbx.files_upload(b"# two\n", "/two.md")
     app.appctl("mark", "--account", aid)
-    converted(loop, "/two.md", b"# two\n")
+    wait_converted(loop["dbx"], "/two.md", b"# two\n", WAIT_S, 0.2)
     wait_for(lambda: not [a for a in app.status()["accounts"]
                           if a["account"] == aid and a["pending"]],
              WAIT_S, "the first reset's run to end")
@@ -362,7 +347,7 @@ def test_second_reset_in_a_row_is_a_visible_failure(loop, resets):
     wait_for(failed, WAIT_S, "the reset failure")
     assert app.counter("failures") == 1
     # Once the cloud serves the cursor again, the backoff's retry works.
-    converted(loop, "/three.md", b"# three\n")
+    wait_converted(loop["dbx"], "/three.md", b"# three\n", WAIT_S, 0.2)
     out = app.process.output()
     assert out.count("worker cursor reset account=" + aid) == resets - 1
     assert len([x for x in out.splitlines()
@@ -612,15 +597,7 @@ def log_intervals(text, account):
 
 def test_notification_during_a_run_never_overlaps(cloud, app_factory,
                                                   bin_path, tmp_path):
-    app_info = cloud.new_app("overlap app")
-    account, _, token = cloud.new_linked_account(app_info)
-    aid = account["account_id"]
-    dbx = cloud.sdk(token)
-    app = app_factory(app_info["app_secret"], cloud=cloud, workers=0)
-    app.set_token(aid, token)
-    assert cloud.admin("webhooks/set", {"app_key": app_info["app_key"],
-                                        "uri": app.url})["state"] \
-        == "verified"
+    app, _, aid, dbx = webhook_app(cloud, app_factory, "overlap app")
     log = tmp_path / "cmd.log"
     script = tmp_path / "slow.sh"
     script.write_text("#!/bin/sh\n"
@@ -663,7 +640,7 @@ def test_notification_during_a_run_never_overlaps(cloud, app_factory,
         dbx.files_upload(b"# second\n", "/second.md")
         assert log.read_text().count("slow") < 8
         # ...and more notifications pile up meanwhile.
-        body, headers = signed([aid], app_info["app_secret"])
+        body, headers = signed([aid], app.secret)
         for _ in range(5):
             assert post_raw(app.port, body, headers)[0] == 200
             time.sleep(0.1)

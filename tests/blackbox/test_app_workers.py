@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 
-from conftest import REPO, md4c_render, wait_for
+from conftest import REPO, wait_converted, wait_for
 
 WAIT_S = 30
 
@@ -170,18 +170,6 @@ def test_receiver_answers_while_busy_and_a_burst_is_one_run(
 
 # ---- leases ----------------------------------------------------------------
 
-def pending_version(app, aid):
-    """The version of the account's pending mark in app.db, or None."""
-    import sqlite3
-    db = sqlite3.connect(os.path.join(app.data, "app.db"))
-    try:
-        row = db.execute("SELECT version FROM pending WHERE account = ?",
-                         (aid,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
-
-
 def test_notifications_during_another_process_run_are_committed(
         cloud, app_factory, bin_path, tmp_path):
     """The receiver answers a notification for a pending account without a
@@ -200,7 +188,7 @@ def test_notifications_during_another_process_run_are_committed(
     dbx.files_upload(b"slow", "/slow.txt")
     for _ in range(5):
         assert signed_post(app, s["secret"], [aid]) == 200
-    marked = pending_version(app, aid)
+    marked = app.pending_version(aid)
     assert marked is not None
     w = Workers(bin_path, tmp_path, app, cloud,
                 ["--page-parallel", "1", "--command",
@@ -212,7 +200,7 @@ def test_notifications_during_another_process_run_are_committed(
         for _ in range(5):
             assert signed_post(app, s["secret"], [aid]) == 200
         assert not ended.exists(), "the run ended too soon for the test"
-        assert pending_version(app, aid) > marked
+        assert app.pending_version(aid) > marked
         wait_for(lambda: settled(app, aid), WAIT_S, "the account to settle")
     finally:
         w.stop_all()
@@ -381,16 +369,6 @@ def md_app(cloud, app_factory):
     return app, aid, cloud.sdk(token)
 
 
-def converted(dbx, path, data):
-    def ok():
-        try:
-            _, r = dbx.files_download(path[:-3] + ".html")
-            return r.content == md4c_render(data)
-        except Exception:
-            return False
-    wait_for(ok, WAIT_S, path + " converted", 0.1)
-
-
 def test_network_errors_back_off_and_work_completes(cloud, app_factory):
     app, aid, dbx = md_app(cloud, app_factory)
     dbx.files_upload(b"# one\n", "/one.md")
@@ -402,7 +380,7 @@ def test_network_errors_back_off_and_work_completes(cloud, app_factory):
     assert a["failure"] and a["pending"] and a["cursor"] is False, a
     assert "worker failure account=" + aid in app.process.output()
     cloud.start()
-    converted(dbx, "/one.md", b"# one\n")
+    wait_converted(dbx, "/one.md", b"# one\n")
     wait_for(lambda: settled(app, aid), WAIT_S, "settled")
     a = account_of(app.status(), aid)
     assert a["failure"] is None and a["cursor"] is True
@@ -414,7 +392,7 @@ def test_429_retry_after_is_obeyed(cloud, app_factory):
                                "count": 1, "route": "files/list_folder"})
     dbx.files_upload(b"# one\n", "/one.md")
     app.appctl("mark", "--account", aid)
-    converted(dbx, "/one.md", b"# one\n")
+    wait_converted(dbx, "/one.md", b"# one\n")
     out = app.process.output()
     fail = lines_with(out, "worker failure account=" + aid)
     assert len(fail) == 1 and "backoff_ms=1000 " in fail[0], fail
@@ -430,7 +408,7 @@ def test_reset_after_another_failure_is_one_fresh_listing(cloud,
     app, aid, dbx = md_app(cloud, app_factory)
     dbx.files_upload(b"# one\n", "/one.md")
     app.appctl("mark", "--account", aid)
-    converted(dbx, "/one.md", b"# one\n")
+    wait_converted(dbx, "/one.md", b"# one\n")
     cloud.admin("faults/set", {"account_id": aid, "fault": "429",
                                "count": 1,
                                "route": "files/list_folder/continue"})
@@ -441,7 +419,7 @@ def test_reset_after_another_failure_is_one_fresh_listing(cloud,
     cloud.admin("faults/set", {"account_id": aid, "fault": "reset",
                                "count": 1,
                                "route": "files/list_folder/continue"})
-    converted(dbx, "/two.md", b"# two\n")
+    wait_converted(dbx, "/two.md", b"# two\n")
     wait_for(lambda: settled(app, aid), WAIT_S, "settled")
     out = app.process.output()
     assert "worker cursor reset account=" + aid in out
