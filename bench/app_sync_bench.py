@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,68 +29,24 @@ import tempfile
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT_S = 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+REPO = h.REPO
 SECRET = "bench-sync-secret"
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def wait_for(pred, timeout_s, what, interval_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s}s: {what}")
-        time.sleep(interval_s)
-
-
-class Proc:
-    def __init__(self, args, workdir, name, env=None):
-        self.port_file = os.path.join(workdir, name + ".port")
-        if os.path.exists(self.port_file):
-            os.unlink(self.port_file)
-        self.log = open(os.path.join(workdir, name + ".log"), "ab")
-        full = dict(os.environ)
-        full.update(env or {})
-        self.p = subprocess.Popen(args + ["--port-file", self.port_file],
-                                  stdout=self.log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, env=full,
-                                  cwd=workdir)
-        self.port = wait_for(self._port, START_TIMEOUT_S, name + " to listen")
-
-    def _port(self):
-        if self.p.poll() is not None:
-            raise RuntimeError(f"exited with {self.p.returncode}")
-        try:
-            with open(self.port_file) as f:
-                t = f.read().strip()
-            return int(t) if t else None
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
+log = h.log
+wait_for = h.wait_for
 
 
 class Cloud:
-    def __init__(self, binary, workdir, data):
+    """A `dbxhook cloud` on data (a seeded copy), over HTTPS."""
+
+    def __init__(self, binary, workdir, data, procs):
         self.data = data
-        self.proc = Proc([binary, "cloud", "--data", data, "--listen",
-                          "127.0.0.1:0"], workdir, "cloud")
+        self.proc, self.port = h.start_listening(
+            procs, [binary, "cloud", "--data", data, "--listen",
+                    "127.0.0.1:0"], workdir, "cloud")
         self.host = "127.0.0.1"
-        self.port = self.proc.port
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca = os.path.join(data, "ca.pem")
         self.ctx = ssl.create_default_context(cafile=self.ca)
@@ -175,7 +130,7 @@ def upload_all(cloud, token, files, threads):
 def seed(binary, root, n_accounts, files_per_account, threads):
     """Seeds a cloud data dir; returns (data dir, [(account, token)])."""
     data = os.path.join(root, "seed")
-    cloud = Cloud(binary, root, data)
+    cloud = Cloud(binary, root, data, h.Procs())
     accounts = []
     try:
         app = cloud.admin("apps/create", {"name": "sync bench"})
@@ -215,35 +170,32 @@ def app_status(port):
 
 
 def run_config(binary, root, seed_data, accounts, md_total, workers,
-               procs, page_parallel, timeout_s):
+               procs_n, page_parallel, timeout_s):
     """One first full sync; returns its row."""
-    tag = f"w{workers}p{procs}pp{page_parallel}a{len(accounts)}"
+    tag = f"w{workers}p{procs_n}pp{page_parallel}a{len(accounts)}"
     work = tempfile.mkdtemp(prefix=tag + "-", dir=root)
     cdata = os.path.join(work, "cloud")
     shutil.copytree(seed_data, cdata)
-    cloud = Cloud(binary, work, cdata)
-    started = []
+    procs = h.Procs()
+    cloud = Cloud(binary, work, cdata, procs)
     try:
         adata = os.path.join(work, "app")
         common = ["--api-url", cloud.url, "--content-url", cloud.url,
                   "--ca", cloud.ca, "--page-parallel", str(page_parallel)]
-        app = Proc([binary, "app", "--data", adata, "--listen",
-                    "127.0.0.1:0",
-                    "--workers", str(0 if procs else workers)] + common,
-                   work, "app", env={"DBXHOOK_APP_SECRET": SECRET})
-        started.append(app)
+        app, app_port = h.start_listening(
+            procs, [binary, "app", "--data", adata, "--listen",
+                    "127.0.0.1:0", "--workers", str(0 if procs_n else workers)]
+            + common, work, "app", env={"DBXHOOK_APP_SECRET": SECRET})
         for aid, tok in accounts:
             subprocess.run([binary, "appctl", "--data", adata, "token-set",
                             "--account", aid], input=tok, text=True,
                            check=True, timeout=30,
                            stdout=subprocess.DEVNULL)
-        for i in range(procs):
-            w = subprocess.Popen(
-                [binary, "worker", "--data", adata, "--threads", "1"] +
-                common, stdout=open(os.path.join(work, f"w{i}.log"), "ab"),
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(os.environ, DBXHOOK_APP_SECRET=SECRET), cwd=work)
-            started.append(w)
+        workers_started = [
+            h.Proc(procs, [binary, "worker", "--data", adata, "--threads",
+                           "1"] + common, work, f"w{i}",
+                   env={"DBXHOOK_APP_SECRET": SECRET})
+            for i in range(procs_n)]
         t0 = time.monotonic()
         for aid, _ in accounts:
             subprocess.run([binary, "appctl", "--data", adata, "mark",
@@ -251,22 +203,21 @@ def run_config(binary, root, seed_data, accounts, md_total, workers,
                            stdout=subprocess.DEVNULL)
 
         def done():
-            st = app_status(app.port)
+            st = app_status(app_port)
             return st["pending"] == 0 and \
                 st["counters"].get("runs", 0) >= len(accounts) and st
         st = wait_for(done, timeout_s, tag + " to finish", 0.05)
         secs = time.monotonic() - t0
-        app_cpu = sum(cpu_s(p.p.pid if isinstance(p, Proc) else p.pid)
-                      for p in started)
+        app_cpu = sum(cpu_s(p.pid) for p in [app] + workers_started)
         row = {"config": tag, "accounts": len(accounts),
-               "workers": workers if not procs else procs,
-               "mode": "processes" if procs else "threads",
+               "workers": workers if not procs_n else procs_n,
+               "mode": "processes" if procs_n else "threads",
                "page_parallel": page_parallel, "seconds": round(secs, 2),
                "conversions": st["counters"].get("conversions", 0),
                "pages": st["counters"].get("pages", 0),
                "failures": st["counters"].get("failures", 0),
                "cpu_s_app": round(app_cpu, 1),
-               "cpu_s_cloud": round(cpu_s(cloud.proc.p.pid), 1),
+               "cpu_s_cloud": round(cpu_s(cloud.proc.pid), 1),
                "cpus": os.cpu_count()}
         row["files_per_s"] = None
         if row["conversions"] != md_total:
@@ -275,17 +226,7 @@ def run_config(binary, root, seed_data, accounts, md_total, workers,
         log(json.dumps(row))
         return row
     finally:
-        for p in started:
-            if isinstance(p, Proc):
-                p.stop()
-            else:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        cloud.proc.stop()
+        procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
 
 

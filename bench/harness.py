@@ -193,16 +193,21 @@ def _read_port(proc, port_file):
         return None
 
 
-def start_dbxhook(ctx, args, name, env=None):
-    """Starts `dbxhook ARGS --port-file ..`; returns (proc, port)."""
-    port_file = os.path.join(ctx.tmp, f"{name}.port")
+def start_listening(procs, args, workdir, name, env=None):
+    """Starts ARGS (a dbxhook server) with `--port-file` in workdir;
+    returns (proc, port) once it listens."""
+    port_file = os.path.join(workdir, f"{name}.port")
     if os.path.exists(port_file):
         os.unlink(port_file)
-    p = Proc(ctx.procs, [ctx.bin] + args + ["--port-file", port_file],
-             ctx.tmp, name, env)
+    p = Proc(procs, args + ["--port-file", port_file], workdir, name, env)
     port = wait_for(lambda: _read_port(p, port_file), START_TIMEOUT_S,
                     f"{name} to listen")
     return p, port
+
+
+def start_dbxhook(ctx, args, name, env=None):
+    """Starts `dbxhook ARGS --port-file ..`; returns (proc, port)."""
+    return start_listening(ctx.procs, [ctx.bin] + args, ctx.tmp, name, env)
 
 
 class Cloud:
