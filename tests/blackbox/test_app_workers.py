@@ -78,6 +78,21 @@ def cmd_app(cloud, app_factory, tmp_path, body, workers=1, extra=()):
             "secret": app_info["app_secret"], "cloud": cloud}
 
 
+def slow_cmd_app(cloud, app_factory, tmp_path, sleep_s, workers=1):
+    """cmd_app whose command logs every file's path, and for /slow.txt
+    touches `started`, sleeps sleep_s, then touches `ended`; returns
+    (cmd_app's dict, started, ended, log)."""
+    started, ended = tmp_path / "started", tmp_path / "ended"
+    log = tmp_path / "cmd.log"
+    s = cmd_app(cloud, app_factory, tmp_path,
+                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
+                "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
+                f"  touch {started}; sleep {sleep_s}; touch {ended};;\n"
+                "esac\n"
+                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=workers)
+    return s, started, ended, log
+
+
 def settled(app, aid):
     a = account_of(app.status(), aid)
     return not a["pending"] and not a["leased"]
@@ -140,14 +155,7 @@ def test_receiver_and_workers_know_only_state_h():
 
 def test_receiver_answers_while_busy_and_a_burst_is_one_run(
         cloud, app_factory, tmp_path):
-    started, ended = tmp_path / "started", tmp_path / "ended"
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
-                f"  touch {started}; sleep 3; touch {ended};;\n"
-                "esac\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n")
+    s, started, ended, log = slow_cmd_app(cloud, app_factory, tmp_path, 3)
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     dbx.files_upload(b"slow", "/slow.txt")
     app.appctl("mark", "--account", aid)
@@ -176,14 +184,8 @@ def test_notifications_during_another_process_run_are_committed(
     commit only while no worker has taken it.  Here the worker is another
     process: once it has claimed the account, notifications must bump the
     mark again, or its release would drop a change it never saw."""
-    started, ended = tmp_path / "started", tmp_path / "ended"
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
-                f"  touch {started}; sleep 2; touch {ended};;\n"
-                "esac\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    s, started, ended, log = slow_cmd_app(cloud, app_factory, tmp_path, 2,
+                                          workers=0)
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     dbx.files_upload(b"slow", "/slow.txt")
     for _ in range(5):
