@@ -78,18 +78,27 @@ def cmd_app(cloud, app_factory, tmp_path, body, workers=1, extra=()):
             "secret": app_info["app_secret"], "cloud": cloud}
 
 
+def logging_cmd_app(cloud, app_factory, tmp_path, middle, workers=0):
+    """cmd_app whose command, for files only, runs the shell line(s)
+    middle and then appends the file's path to cmd.log; returns
+    (cmd_app's dict, the log's path)."""
+    log = tmp_path / "cmd.log"
+    s = cmd_app(cloud, app_factory, tmp_path,
+                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n" + middle +
+                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=workers)
+    return s, log
+
+
 def slow_cmd_app(cloud, app_factory, tmp_path, sleep_s, workers=1):
     """cmd_app whose command logs every file's path, and for /slow.txt
     touches `started`, sleeps sleep_s, then touches `ended`; returns
     (cmd_app's dict, started, ended, log)."""
     started, ended = tmp_path / "started", tmp_path / "ended"
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
-                f"  touch {started}; sleep {sleep_s}; touch {ended};;\n"
-                "esac\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=workers)
+    s, log = logging_cmd_app(
+        cloud, app_factory, tmp_path,
+        "case \"$DBXHOOK_PATH\" in /slow.txt)\n"
+        f"  touch {started}; sleep {sleep_s}; touch {ended};;\n"
+        "esac\n", workers)
     return s, started, ended, log
 
 
@@ -213,11 +222,8 @@ def test_notifications_during_another_process_run_are_committed(
 
 def test_a_run_longer_than_the_lease_keeps_it(cloud, app_factory, bin_path,
                                               tmp_path):
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "sleep 1.2\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    s, log = logging_cmd_app(cloud, app_factory, tmp_path,
+                             "sleep 1.2\n")
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     for i in range(3):
         dbx.files_upload(b"x", f"/f{i}.txt")
@@ -243,11 +249,9 @@ def test_a_run_longer_than_the_lease_keeps_it(cloud, app_factory, bin_path,
 
 def test_kill9_worker_is_resumed_from_the_saved_cursor(
         cloud, app_factory, bin_path, tmp_path):
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "case \"$DBXHOOK_PATH\" in /slow*) sleep 0.4;; esac\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    s, log = logging_cmd_app(
+        cloud, app_factory, tmp_path,
+        "case \"$DBXHOOK_PATH\" in /slow*) sleep 0.4;; esac\n")
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     w = Workers(bin_path, tmp_path, app, cloud,
                 ["--lease-ms", "1000", "--page-parallel", "1", "--command",
@@ -287,11 +291,8 @@ def test_sigterm_between_pages_resumes_from_the_saved_cursor(
     """With one entry per page (--page-size 1), SIGTERM lets the worker end
     the page in hand, save the cursor after it and release; the next
     worker continues from that cursor, so each entry is handled once."""
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "sleep 0.3\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    s, log = logging_cmd_app(cloud, app_factory, tmp_path,
+                             "sleep 0.3\n")
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     names = [f"/p{i}.txt" for i in range(6)]
     for name in names:
@@ -324,11 +325,9 @@ def test_sigterm_between_pages_resumes_from_the_saved_cursor(
 
 def test_sigterm_frees_the_lease_at_once(cloud, app_factory, bin_path,
                                          tmp_path):
-    log = tmp_path / "cmd.log"
-    s = cmd_app(cloud, app_factory, tmp_path,
-                "[ \"$DBXHOOK_TAG\" = file ] || exit 0\n"
-                "case \"$DBXHOOK_PATH\" in /slow*) sleep 0.5;; esac\n"
-                f"echo \"$DBXHOOK_PATH\" >> {log}\n", workers=0)
+    s, log = logging_cmd_app(
+        cloud, app_factory, tmp_path,
+        "case \"$DBXHOOK_PATH\" in /slow*) sleep 0.5;; esac\n")
     app, aid, dbx = s["app"], s["aid"], s["dbx"]
     # A lease far longer than the test: only a release can free it.
     w = Workers(bin_path, tmp_path, app, cloud,
