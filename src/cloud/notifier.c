@@ -277,17 +277,26 @@ static bool notifier_absorbs(struct notifier *n, int64_t app_id,
     return absorbed;
 }
 
-static int notifier_unpend(sqlite3 *db, int64_t app_id, int64_t account)
+/* Runs one statement that returns no row, ?1 and ?2 bound to a and b;
+ * 0 or -1. */
+static int notifier_exec2(sqlite3 *db, const char *sql, int64_t a, int64_t b)
 {
-    sqlite3_stmt *del = db_prepare(db,
-        "DELETE FROM webhook_pending WHERE app_id = ?1 AND account_id = ?2");
+    sqlite3_stmt *st = db_prepare(db, sql);
     int rc;
 
-    sqlite3_bind_int64(del, 1, app_id);
-    sqlite3_bind_int64(del, 2, account);
-    rc = sqlite3_step(del) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(del);
+    sqlite3_bind_int64(st, 1, a);
+    sqlite3_bind_int64(st, 2, b);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
     return rc;
+}
+
+static int notifier_unpend(sqlite3 *db, int64_t app_id, int64_t account)
+{
+    return notifier_exec2(db,
+                          "DELETE FROM webhook_pending WHERE app_id = ?1"
+                          " AND account_id = ?2",
+                          app_id, account);
 }
 
 /* Reads the app's pending pairs (inside the gathering transaction):
@@ -356,16 +365,12 @@ static int notifier_app_keys(sqlite3 *db, int64_t app_id, char **key,
 static int notifier_name_account(sqlite3 *db, int64_t id, int64_t app_id,
                                  int64_t account)
 {
-    sqlite3_stmt *ins = db_prepare(db,
-        "INSERT OR IGNORE INTO notification_accounts(notification_id,"
-        " account_id) VALUES (?1, ?2)");
-    int rc;
-
-    sqlite3_bind_int64(ins, 1, id);
-    sqlite3_bind_int64(ins, 2, account);
-    rc = sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(ins);
-    return rc == 0 ? notifier_unpend(db, app_id, account) : -1;
+    if (notifier_exec2(db,
+                       "INSERT OR IGNORE INTO notification_accounts"
+                       "(notification_id, account_id) VALUES (?1, ?2)",
+                       id, account) < 0)
+        return -1;
+    return notifier_unpend(db, app_id, account);
 }
 
 /* Writes the notification for g, names its accounts and deletes their
